@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['ENV_DATA', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'data_root', 'project_root', 'embedded_data',
-           'safe_join', 'set_seed', 'worker_seed', 'default_device', 'atomic_write_bytes', 'atomic_write_json']
+__all__ = ['ENCODINGS', 'ENV_DATA', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'Sample', 'data_root',
+           'project_root', 'embedded_data', 'safe_join', 'set_seed', 'worker_seed', 'default_device',
+           'atomic_write_bytes', 'atomic_write_json']
 
 # %% ../nbs/00_core.ipynb #c005
 class FundusBenchError(Exception):
@@ -26,6 +27,31 @@ class DataNotFoundError(FundusBenchError, FileNotFoundError):
     "A dataset root, split or expected file could not be found."
 
 # %% ../nbs/00_core.ipynb #c008
+from dataclasses import dataclass, field
+
+ENCODINGS = {
+    'ternary': "one map, 0 = cup, 128 = rim, 255 = background (gt key 'discup')",
+    'softmap': "two soft maps of expert agreement, 0..255 (gt keys 'disc', 'cup')",
+    'binary':  "two 0/255 maps (gt keys 'disc', 'cup')",
+    'lesions': "one {0,1} or 0/255 map per lesion (gt keys 'MA','HE','EX','SE','OD'); missing = empty",
+}
+
+@dataclass
+class Sample:
+    "One image found by a catalog, with paths to its ground truth."
+    image: Path                                  # image file
+    dataset: str = ''                            # catalog name, e.g. 'drishti-gs'
+    split: str = ''                              # split name as the catalog calls it
+    domain: str = ''                             # camera/site domain
+    gt: dict = field(default_factory=dict)       # role -> Path
+    encoding: str|None = None                    # key of `ENCODINGS`, or None
+    label: int|None = None                       # 1 glaucoma, 0 normal, None unknown
+    points: dict = field(default_factory=dict)   # name -> (x, y) pixels, e.g. 'fovea', 'disc_center'
+    meta: dict = field(default_factory=dict)     # anything else (expert CDRs, ...)
+    @property
+    def name(self)->str: return Path(self.image).stem
+
+# %% ../nbs/00_core.ipynb #c011
 ENV_DATA = 'FUNDUS_BENCH_DATA'
 
 def data_root(root=None, # a folder; `None` reads `$FUNDUS_BENCH_DATA`
@@ -45,7 +71,7 @@ def embedded_data(*parts)->Path:
     "A path inside the project's embedded `data/` folder."
     return project_root().joinpath('data', *parts)
 
-# %% ../nbs/00_core.ipynb #c011
+# %% ../nbs/00_core.ipynb #c014
 def safe_join(root, name)->Path:
     "`root/name`, refusing names that resolve outside `root`."
     root = Path(root).resolve()
@@ -54,7 +80,7 @@ def safe_join(root, name)->Path:
         raise BadFileError(root/str(name), f"path escapes the dataset root {root}")
     return p
 
-# %% ../nbs/00_core.ipynb #c014
+# %% ../nbs/00_core.ipynb #c017
 def set_seed(seed:int=42, deterministic=True):
     "Seed Python, NumPy and torch; optionally ask torch for deterministic kernels."
     import torch
@@ -76,7 +102,7 @@ def default_device(device=None):
     if device not in (None, '', 'auto'): return torch.device(device)
     return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
-# %% ../nbs/00_core.ipynb #c017
+# %% ../nbs/00_core.ipynb #c020
 def atomic_write_bytes(path, data:bytes):
     "Write `data` to `path` atomically (temporary file + rename)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
