@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['soft_dice_per_channel', 'SoftDiceLoss', 'focal_loss', 'FocalDiceLoss', 'BCEDiceLoss']
+__all__ = ['LOSSES', 'soft_dice_per_channel', 'SoftDiceLoss', 'focal_loss', 'FocalDiceLoss', 'BCEDiceLoss', 'BCELoss',
+           'total_variation', 'smooth_topology_loss', 'SmoothLoss', 'Seed001SegLoss', 'FocalLoss', 'get_loss']
 
 # %% ../nbs/11_losses.ipynb #c005
 def soft_dice_per_channel(logits, targ, eps:float=1.0):
@@ -54,3 +55,62 @@ class BCEDiceLoss(nn.Module):
         return self.bce_weight*F.binary_cross_entropy_with_logits(logits.float(), targ.float()) + self.dice(logits, targ)
     def activation(self, x): return torch.sigmoid(x)
     def decodes(self, x): return x > 0
+
+# %% ../nbs/11_losses.ipynb #c011
+class BCELoss(nn.Module):
+    "Mean binary cross-entropy on logits, optional per-channel `pos_weight`."
+    def __init__(self, pos_weight=None): # per-channel weight of positive pixels (default: 1)
+        super().__init__(); self.pos_weight = pos_weight
+    def forward(self, logits, targ):
+        pw = None if self.pos_weight is None else torch.as_tensor(self.pos_weight, dtype=torch.float32, device=logits.device).view(-1, 1, 1)
+        return F.binary_cross_entropy_with_logits(logits.float(), targ.float(), pos_weight=pw)
+    def activation(self, x): return torch.sigmoid(x)
+    def decodes(self, x): return x > 0
+
+# %% ../nbs/11_losses.ipynb #c014
+def total_variation(p): # (..., H, W) maps
+    "Isotropic total variation of each map (forward differences): the contour length of a binary mask."
+    dx = (p[..., :-1, 1:] - p[..., :-1, :-1]); dy = (p[..., 1:, :-1] - p[..., :-1, :-1])
+    return torch.sqrt(dx**2 + dy**2 + 1e-12).sum((-2, -1))
+
+def smooth_topology_loss(probs, # (B, C, H, W) probabilities in [0, 1]
+                         eps:float=1.0):
+    "Mean isoperimetric ratio TV(p) / (2·sqrt(pi·sum p²)) over images and channels: penalises holes and fragments."
+    p = probs.float()
+    return (total_variation(p)/(2*torch.sqrt(torch.pi*(p**2).sum((-2, -1))) + eps)).mean()
+
+class SmoothLoss(nn.Module):
+    "`smooth_topology_loss` on the sigmoid of logits."
+    def forward(self, logits, targ=None): return smooth_topology_loss(torch.sigmoid(logits.float()))
+    def activation(self, x): return torch.sigmoid(x)
+    def decodes(self, x): return x > 0
+
+# %% ../nbs/11_losses.ipynb #c018
+class Seed001SegLoss(nn.Module):
+    "`w_disc`·Dice(disc) + `w_cup`·Dice(cup) + `w_smooth`·SL (seed 001: 0.4, 0.6, 0.1)."
+    def __init__(self, w_disc:float=0.4, w_cup:float=0.6, w_smooth:float=0.1, eps:float=1.0):
+        super().__init__(); self.w_disc,self.w_cup,self.w_smooth,self.eps = w_disc,w_cup,w_smooth,eps
+    def forward(self, logits, targ):
+        d = soft_dice_per_channel(logits, targ, self.eps)
+        return self.w_disc*d[0] + self.w_cup*d[1] + self.w_smooth*smooth_topology_loss(torch.sigmoid(logits.float()))
+    def activation(self, x): return torch.sigmoid(x)
+    def decodes(self, x): return x > 0
+
+# %% ../nbs/11_losses.ipynb #c021
+class FocalLoss(nn.Module):
+    "`focal_loss` as a module."
+    def __init__(self, alpha:float=1.0, gamma:float=3.0): super().__init__(); self.alpha,self.gamma = alpha,gamma
+    def forward(self, logits, targ): return focal_loss(logits, targ, self.alpha, self.gamma)
+    def activation(self, x): return torch.sigmoid(x)
+    def decodes(self, x): return x > 0
+
+LOSSES = {'bce': BCELoss, 'dice': SoftDiceLoss, 'focal': FocalLoss, 'focal_dice': FocalDiceLoss,
+          'bce_dice': BCEDiceLoss, 'smooth': SmoothLoss, 'seed001': Seed001SegLoss}
+
+def get_loss(name:str='bce_dice', # a name in `LOSSES` (case-insensitive, '-' same as '_')
+             **kw)->nn.Module:
+    "A segmentation loss by name; `kw` go to its constructor."
+    if isinstance(name, nn.Module): return name
+    key = str(name).lower().replace('-', '_').replace('+', '_')
+    if key not in LOSSES: raise ValueError(f"unknown loss {name!r}; known: {sorted(LOSSES)}")
+    return LOSSES[key](**kw)

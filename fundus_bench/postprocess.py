@@ -4,11 +4,12 @@
 
 # %% ../nbs/12_postprocess.ipynb #c002
 from __future__ import annotations
-import numpy as np
+import numpy as np, cv2, torch, torch.nn as nn
 from scipy import ndimage as ndi
 
 # %% auto #0
-__all__ = ['largest_component', 'fill_holes', 'cup_inside_disc', 'threshold', 'clean_discup']
+__all__ = ['largest_component', 'fill_holes', 'cup_inside_disc', 'threshold', 'fit_ellipse', 'clean_discup', 'dihedral',
+           'undihedral', 'tta_probs', 'ensemble_probs']
 
 # %% ../nbs/12_postprocess.ipynb #c005
 _S8 = np.ones((3, 3), bool)
@@ -34,10 +35,52 @@ def threshold(probs:np.ndarray, thr=0.5)->np.ndarray:
     thr = np.asarray(thr, dtype=np.float32).reshape(-1, *([1]*(probs.ndim - 1)))
     return probs > thr
 
-def clean_discup(probs:np.ndarray, thr=0.5, largest=True, fill=True)->np.ndarray:
-    "Threshold (2,H,W) probabilities, keep the largest component, fill holes, put the cup inside the disc."
+def fit_ellipse(m:np.ndarray)->np.ndarray:
+    "Replace bool mask `m` by the filled ellipse fitted (least squares, `cv2.fitEllipse`) to its largest contour."
+    cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not cs: return m.astype(bool)
+    c = max(cs, key=cv2.contourArea)
+    if len(c) < 5: return m.astype(bool)            # fitEllipse needs five points
+    (cx, cy), (w, h), ang = cv2.fitEllipse(c)
+    out = np.zeros(m.shape, np.uint8)
+    cv2.ellipse(out, ((cx, cy), (w, h), ang), 1, thickness=-1)
+    return out.astype(bool)
+
+def clean_discup(probs:np.ndarray, thr=0.5, largest=True, fill=True,
+                 ellipse=False)->np.ndarray: # replace each plane by the ellipse fitted to its largest contour
+    "Threshold (2,H,W) probabilities, keep the largest component, fill holes, optionally fit ellipses, put the cup inside the disc."
     m = threshold(probs, thr)
     for c in range(m.shape[0]):
         if largest: m[c] = largest_component(m[c])
         if fill: m[c] = fill_holes(m[c])
+        if ellipse: m[c] = fit_ellipse(m[c])
     return cup_inside_disc(m)
+
+# %% ../nbs/12_postprocess.ipynb #c010
+def dihedral(x:torch.Tensor, i:int)->torch.Tensor:
+    "View `i` (0–7) of the dihedral group on the last two axes: horizontal flip if `i >= 4`, then `i % 4` quarter turns."
+    return torch.rot90(x.flip(-1) if i >= 4 else x, i % 4, dims=(-2, -1))
+
+def undihedral(x:torch.Tensor, i:int)->torch.Tensor:
+    "Inverse of `dihedral(., i)`."
+    x = torch.rot90(x, -(i % 4), dims=(-2, -1))
+    return x.flip(-1) if i >= 4 else x
+
+@torch.no_grad()
+def tta_probs(model:nn.Module, xb:torch.Tensor, # a batch (B, 3, H, W)
+              views=range(8))->torch.Tensor:     # which dihedral views to average
+    "Sigmoid probabilities (B, C, H, W) averaged over the dihedral views of `xb`."
+    views, b = list(views), xb.shape[0]
+    groups = [views] if xb.shape[-1] == xb.shape[-2] else [[v for v in views if v % 2 == o] for o in (0, 1)]
+    tot = 0
+    for g in groups:
+        if not g: continue
+        pb = torch.sigmoid(model(torch.cat([dihedral(xb, i) for i in g])).float())
+        tot = tot + sum(undihedral(pb[j*b:(j + 1)*b], i) for j, i in enumerate(g))
+    return tot/len(views)
+
+@torch.no_grad()
+def ensemble_probs(models:list, xb:torch.Tensor, # models returning logits, and a batch (B, 3, H, W)
+                   tta:bool=False)->torch.Tensor:  # dihedral TTA for each model
+    "Mean sigmoid probabilities of several models (each optionally with dihedral TTA)."
+    return sum(tta_probs(m, xb) if tta else torch.sigmoid(m(xb).float()) for m in models)/len(models)

@@ -7,15 +7,22 @@ from __future__ import annotations
 import io, torch, torch.nn as nn
 from pathlib import Path
 from fastai.learner import Learner
+from fastcore.basics import partial
+from fastcore.meta import delegates
+import numpy as np
 import fastai.callback.schedule, fastai.callback.progress   # `fit_one_cycle`, progress bars
+from fastai.callback.schedule import ParamScheduler
 from fastai.callback.tracker import TerminateOnNaNCallback
 from ..core import *
-from ..losses import BCEDiceLoss
+import json
+from fastai.optimizer import Adam, SGD, RMSProp
+from ..losses import BCEDiceLoss, get_loss
 from ..metrics import DiscDice, CupDice
 from ..models.unet import GeneralizedUNet
 
 # %% auto #0
-__all__ = ['save_weights', 'load_weights', 'seg_learner']
+__all__ = ['ARCHS', 'OPTS', 'SCHEDULES', 'save_weights', 'load_weights', 'arch_name', 'build_model', 'save_model', 'load_model',
+           'get_opt', 'seg_learner', 'step_sched', 'fit_schedule', 'save_learner']
 
 # %% ../../nbs/30_train.core.ipynb #c005
 def save_weights(model:nn.Module, path)->Path:
@@ -34,12 +41,121 @@ def load_weights(model:nn.Module, path, strict:bool=True, device='cpu')->nn.Modu
     return model
 
 # %% ../../nbs/30_train.core.ipynb #c008
-def seg_learner(dls, model:nn.Module|None=None, # default: `GeneralizedUNet(**unet_kw)`
-                loss_func=None,                  # default: `BCEDiceLoss()`
+def _deeplabv3plus(**kw):
+    from fundus_bench.models.deeplab import DeepLabV3Plus
+    return DeepLabV3Plus(**kw)
+
+ARCHS = {'unet': GeneralizedUNet, 'deeplabv3plus': _deeplabv3plus}
+_ARCH_ALIASES = {'generalized_unet': 'unet', 'gunet': 'unet', 'deeplab': 'deeplabv3plus', 'deeplabv3+': 'deeplabv3plus'}
+
+def arch_name(arch:str)->str:
+    "Canonical registry name of `arch` (case-insensitive, with a few aliases)."
+    a = str(arch).lower().replace('-', '_')
+    a = _ARCH_ALIASES.get(a, a)
+    if a not in ARCHS: raise ValueError(f"unknown architecture {arch!r}; known: {sorted(ARCHS)}")
+    return a
+
+def build_model(arch:str='unet', # a name in `ARCHS`
+                **kw)->nn.Module:
+    "A freshly initialised model `arch` built with keyword arguments `kw`."
+    return ARCHS[arch_name(arch)](**kw)
+
+# %% ../../nbs/30_train.core.ipynb #c011
+def save_model(learn_or_model, # a fastai `Learner` or an `nn.Module`
+               out_dir,        # folder receiving `model.pth` and `model.json`
+               arch:str='unet', arch_kw:dict|None=None, # what `build_model` needs to rebuild the network
+               size:int|None=None, # square input size the model was trained at
+               channels=('disc', 'cup'), # meaning of the output planes
+               **extra)->Path:
+    "Write `model.pth` and `model.json` into `out_dir`; returns the path of `model.json`."
+    model = getattr(learn_or_model, 'model', learn_or_model)
+    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    save_weights(model, out_dir/'model.pth')
+    spec = dict(arch=arch_name(arch), arch_kw=dict(arch_kw or {}), size=size, channels=list(channels),
+                weights='model.pth', params=sum(p.numel() for p in model.parameters()), **extra)
+    return atomic_write_json(out_dir/'model.json', spec)
+
+def _legacy_spec(d:Path)->dict:
+    "Spec of a U-Net run folder written before `model.json` existed (from its `params.json`)."
+    pj = d/'params.json'
+    if not pj.exists(): raise DataNotFoundError(f"{d}: no model.json (nor params.json) to rebuild the model from")
+    p = json.loads(pj.read_text()); p = p.get('params', p)
+    kw = {k: p[k] for k in ('depth', 'width', 'ir') if k in p}
+    return dict(arch='unet', arch_kw=kw, size=p.get('size'), channels=['disc', 'cup'], weights='model.pth')
+
+def load_model(path,        # a run folder, its `model.json`, or a `model.pth` with `model.json` beside it
+               device=None, # `None`: CUDA when available
+              )->tuple:
+    "Rebuild the model described by `model.json`, load its weights safely; returns `(model, spec)`."
+    path = Path(path)
+    if not path.exists(): raise DataNotFoundError(f"{path}: no such model folder or file")
+    d = path if path.is_dir() else path.parent
+    js = d/'model.json'
+    if js.exists():
+        try: spec = json.loads(js.read_text())
+        except Exception as e: raise BadFileError(js, f"not valid JSON ({e})") from e
+        if not isinstance(spec, dict) or 'arch' not in spec: raise BadFileError(js, "no 'arch' field")
+    else: spec = _legacy_spec(d)
+    wts = path if path.is_file() and path.suffix != '.json' else d/spec.get('weights', 'model.pth')
+    if not wts.exists(): raise DataNotFoundError(f"{wts}: weights file missing")
+    model = build_model(spec['arch'], **(spec.get('arch_kw') or {}))
+    load_weights(model, wts, device='cpu')
+    return model.to(default_device(device)).eval(), spec
+
+# %% ../../nbs/30_train.core.ipynb #c014
+OPTS = {'adam': Adam, 'sgd': SGD, 'rmsprop': RMSProp}   # fastai's Adam decouples weight decay (AdamW)
+
+def get_opt(opt='adam', # 'adam', 'sgd', 'rmsprop', or a fastai optimiser function
+            **kw):
+    "A fastai optimiser function by name; `kw` (e.g. `mom` for SGD) are bound to it."
+    f = OPTS[str(opt).lower()] if isinstance(opt, str) else opt
+    return partial(f, **kw) if kw else f
+
+def seg_learner(dls, model:nn.Module|None=None, # a ready model (default: built from `arch` and `arch_kw`)
+                loss_func=None,                  # a ready loss (default: `get_loss(loss, **loss_kw)`)
                 metrics=None,                    # default: disc and cup Dice
-                cbs=None, path='.', unet_kw:dict|None=None, **kwargs)->Learner:
-    "A fastai `Learner` for multi-label `[disc, cup]` segmentation."
-    model = model if model is not None else GeneralizedUNet(**(unet_kw or {}))
+                cbs=None, path='.',
+                unet_kw:dict|None=None,          # older spelling of `arch_kw` for `arch='unet'`
+                arch:str='unet',                 # a name in `ARCHS`: 'unet', 'deeplabv3plus', ...
+                arch_kw:dict|None=None,          # keyword arguments of the architecture
+                loss:str='bce_dice',             # a name in `losses.LOSSES`
+                loss_kw:dict|None=None,          # keyword arguments of the loss
+                opt='adam',                      # optimiser name ('adam', 'sgd', 'rmsprop') or function
+                opt_kw:dict|None=None,           # keyword arguments bound to the optimiser (e.g. `mom`)
+                lr:float=1e-3,                   # default learning rate of `fit*`
+                wd:float|None=None,              # weight decay (None: fastai's default)
+                **kwargs)->Learner:
+    "A fastai `Learner` for multi-label `[disc, cup]` segmentation, wired from names."
+    arch_kw = dict(arch_kw if arch_kw is not None else (unet_kw or {}))
+    if model is None: model = build_model(arch, **arch_kw)
     metrics = metrics if metrics is not None else [DiscDice(), CupDice()]
     cbs = [TerminateOnNaNCallback()] + list(cbs or [])
-    return Learner(dls, model, loss_func=loss_func or BCEDiceLoss(), metrics=metrics, cbs=cbs, path=path, **kwargs)
+    learn = Learner(dls, model, loss_func=loss_func if loss_func is not None else get_loss(loss, **(loss_kw or {})),
+                    opt_func=get_opt(opt, **(opt_kw or {})), lr=lr, wd=wd, metrics=metrics, cbs=cbs, path=path, **kwargs)
+    learn.arch, learn.arch_kw = arch_name(arch), arch_kw
+    learn.size = getattr(getattr(dls.train, 'dataset', None), 'size', None)
+    return learn
+
+SCHEDULES = ('one_cycle', 'flat_cos', 'constant', 'step')
+
+def step_sched(lr:float, epochs:int, every:int=20, gamma:float=0.8):
+    "fastai schedule function: `lr` multiplied by `gamma` every `every` epochs (seed 001: 0.8 every 20)."
+    return lambda pos: lr*gamma**(int(min(pos, 1 - 1e-9)*epochs)//every)
+
+def fit_schedule(learn:Learner, epochs:int, lr:float|None=None, # None: the Learner's `lr`
+                 schedule:str='one_cycle', # 'one_cycle', 'flat_cos', 'constant' or 'step'
+                 every:int=20, gamma:float=0.8): # the 'step' schedule's period (epochs) and factor
+    "Train `learn` for `epochs` with the learning-rate schedule named `schedule`."
+    lr = lr if lr is not None else learn.lr
+    if schedule == 'one_cycle': return learn.fit_one_cycle(epochs, lr)
+    if schedule == 'flat_cos': return learn.fit_flat_cos(epochs, lr)
+    if schedule == 'constant': return learn.fit(epochs, lr)
+    if schedule == 'step': return learn.fit(epochs, lr, cbs=ParamScheduler({'lr': step_sched(lr, epochs, every, gamma)}))
+    raise ValueError(f"unknown schedule {schedule!r}; known: {SCHEDULES}")
+
+# %% ../../nbs/30_train.core.ipynb #c016
+@delegates(save_model, but=['arch', 'arch_kw'])
+def save_learner(learn:Learner, out_dir, **kwargs)->Path:
+    "`save_model` for a Learner built by `seg_learner` (architecture and size taken from the Learner)."
+    kwargs.setdefault('size', getattr(learn, 'size', None))
+    return save_model(learn.model, out_dir, getattr(learn, 'arch', 'unet'), getattr(learn, 'arch_kw', {}), **kwargs)
