@@ -7,10 +7,11 @@ from __future__ import annotations
 import argparse, sys, json
 from pathlib import Path
 from .core import *
-from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json
+from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run
 
 # %% auto #0
-__all__ = ['format_metrics', 'parser', 'main']
+__all__ = ['CSV_FIELDS', 'WHOLE_IMAGE_SETS', 'format_metrics', 'list_inputs', 'out_names', 'write_prediction', 'write_csv',
+           'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -20,15 +21,298 @@ def format_metrics(m:dict, keys=None)->str:
     fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else str(v)
     return '\n'.join(f'{k:<{w}}  {fmt(v)}' for k, v in rows)
 
-# %% ../nbs/70_cli.ipynb #c007
+# %% ../nbs/70_cli.ipynb #c008
+import csv, io, os, time, tempfile
+import numpy as np, cv2
+from PIL import Image
+from .data.io import read_image, load_image, load_discup
+from .data.catalog import IMG_EXTS, is_stray, get_dataset
+from .data.synthetic import to_ternary
+from .viz import overlay_contours
+from .metrics import discup_scores, rrp, disc_radius, auroc, point_distance
+
+def list_inputs(paths,        # files and folders
+                exclude=None, # a folder whose files are never inputs (the output folder)
+               )->list:
+    "Image files in `paths`: files as given, folders searched recursively for image extensions (hidden and OS files skipped)."
+    ex = Path(exclude).resolve() if exclude else None
+    out, seen = [], set()
+    for p in map(Path, paths):
+        fs = [p] if not p.is_dir() else sorted(
+            f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMG_EXTS
+            and not any(is_stray(o) for o in f.relative_to(p).parts))
+        for f in fs:
+            r = f.resolve()
+            if r in seen or (ex is not None and p.is_dir() and ex in r.parents): continue
+            seen.add(r); out.append(f)
+    return out
+
+def out_names(files)->list:
+    "Output names: the file stems, made unique with `_2`, `_3`... where stems repeat."
+    out, n = [], {}
+    for f in files:
+        s = Path(f).stem; n[s] = n.get(s, 0) + 1
+        out.append(s if n[s] == 1 else f'{s}_{n[s]}')
+    return out
+
+# %% ../nbs/70_cli.ipynb #c010
+CSV_FIELDS = ['name', 'file', 'status', 'vcdr', 'confidence', 'disc_x0', 'disc_y0', 'disc_x1', 'disc_y1',
+              'crop_x0', 'crop_y0', 'crop_x1', 'crop_y1', 'center_x', 'center_y', 'error']
+
+def _png(a:np.ndarray)->bytes:
+    buf = io.BytesIO(); Image.fromarray(a).save(buf, 'PNG', compress_level=3); return buf.getvalue()
+
+def _stamp(f:Path)->list:
+    st = f.stat(); return [st.st_size, st.st_mtime_ns]
+
+def _record(out:Path, name:str, f:Path):
+    "The record of a complete earlier prediction of file `f` under `name`, else None."
+    try:
+        r = json.loads((out/'records'/f'{name}.json').read_text())
+        ok = r.get('src') == str(f.resolve()) and r.get('stamp') == _stamp(f) and r.get('status') in ('ok', 'no disc found')
+        return r if ok and (out/'masks'/f'{name}.png').is_file() and (out/'overlays'/f'{name}.png').is_file() else None
+    except (OSError, ValueError): return None
+
+def _clean_tmp(out:Path):
+    "Remove temporary files left by a killed run."
+    for sub in ('masks', 'overlays', 'records', '.'):
+        for t in (out/sub).glob('.*.tmp'): t.unlink(missing_ok=True)
+
+def _box(m:np.ndarray)->list:
+    ys, xs = np.nonzero(m)
+    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else [None]*4
+
+def write_prediction(out:Path, name:str, f:Path, img:np.ndarray, r:dict, overlay_size:int=1024, located=True)->dict:
+    "Write mask, overlay and record of prediction `r` of image `img` (file `f`); returns the CSV row."
+    m = np.stack([r['disc'], r['cup']])
+    atomic_write_bytes(out/'masks'/f'{name}.png', _png(to_ternary(m)))
+    ov = overlay_contours(img, None, m, size=min(overlay_size, max(img.shape[:2])))
+    if located:
+        k = ov.shape[1]/img.shape[1]; x0, y0, x1, y1 = [int(round(o*k)) for o in r['box']]
+        cv2.rectangle(ov, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 0), max(1, round(min(ov.shape[:2])/300)))
+    atomic_write_bytes(out/'overlays'/f'{name}.png', _png(ov))
+    row = dict(name=name, file=str(f), status='ok' if r['disc'].any() else 'no disc found', vcdr=round(float(r['vcdr']), 4), confidence=round(float(r['confidence']), 4),
+               **dict(zip(['disc_x0', 'disc_y0', 'disc_x1', 'disc_y1'], _box(r['disc']))),
+               **dict(zip(['crop_x0', 'crop_y0', 'crop_x1', 'crop_y1'], r['box'])),
+               center_x=round(r['center'][0], 2), center_y=round(r['center'][1], 2), error='')
+    atomic_write_json(out/'records'/f'{name}.json', {**row, 'src': str(f.resolve()), 'stamp': _stamp(f), 'size': list(img.shape[:2])})
+    return row
+
+def write_csv(path, rows:list, fields=CSV_FIELDS)->Path:
+    "Write `rows` (dicts) as CSV atomically."
+    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
+    return atomic_write_bytes(path, buf.getvalue().encode())
+
+# %% ../nbs/70_cli.ipynb #c011
+def predict_files(files:list,          # image files
+                  seg_model,           # `[disc, cup]` model
+                  out,                 # output folder
+                  loc_model=None,      # disc locator (`S_pre`); None: the images are disc crops
+                  bs:int=4,            # images read, predicted and written at a time
+                  redo:bool=False,     # predict again images already done
+                  overlay_size:int=1024, # longer side of the overlays at most
+                  every:float=5.,      # seconds between progress lines
+                  log=print,           # where progress and the summary go
+                  **kwargs)->dict:     # to `infer.predict_many`: seg_size, loc_size, crop, thr, tta, device...
+    "Predict every file in batches, writing outputs atomically; skip what is done; returns a summary with the CSV rows."
+    from fundus_bench.infer import predict_many
+    out = Path(out); out.mkdir(parents=True, exist_ok=True); _clean_tmp(out)
+    files = [Path(f) for f in files]; names = out_names(files)
+    rows, todo = {}, []
+    for f, n in zip(files, names):
+        r = None if redo else _record(out, n, f)
+        if r: rows[n] = r
+        else: todo.append((f, n))
+    n_earlier, n_ok, bad, t0, last = len(rows), 0, [], time.time(), 0.
+    log(f'{len(files)} images: {n_earlier} done earlier, {len(todo)} to predict -> {out}')
+    def _fail(f, n, e, status='unreadable'):
+        rows[n] = dict(name=n, file=str(f), status=status, error=str(e)); bad.append(rows[n])
+    for i in range(0, len(todo), bs):
+        chunk, imgs, got = todo[i:i + bs], [], []
+        for f, n in chunk:
+            try: imgs.append(read_image(f)); got.append((f, n))
+            except Exception as e: _fail(f, n, e if isinstance(e, BadFileError) else f'{f}: {type(e).__name__}: {e}')
+        try: preds = predict_many(imgs, seg_model, loc_model, bs=bs, **kwargs) if imgs else []
+        except Exception:      # one bad image must not sink the batch: again one at a time
+            preds = []
+            for (f, n), im in zip(got, imgs):
+                try: preds.append(predict_many([im], seg_model, loc_model, bs=1, **kwargs)[0])
+                except Exception as e: preds.append(e)
+        for (f, n), im, r in zip(got, imgs, preds):
+            if isinstance(r, Exception): _fail(f, n, f'{f}: {type(r).__name__}: {r}', 'failed'); continue
+            rows[n] = write_prediction(out, n, f, im, r, overlay_size, loc_model is not None); n_ok += 1
+        del imgs, preds
+        done = min(i + bs, len(todo)); dt = time.time() - t0
+        if time.time() - last >= every or done == len(todo):
+            last = time.time()
+            log(f'[{done}/{len(todo)}] {done/max(dt, 1e-9):.1f} images/s, {len(bad)} unreadable, {dt:.0f} s')
+            write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows])
+    write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows])
+    summ = dict(n=len(files), predicted=n_ok, done_earlier=n_earlier, unreadable=len(bad), seconds=round(time.time() - t0, 2),
+                csv=str(out/'vcdr.csv'), rows=[rows[n] for n in names if n in rows])
+    log(f"predicted {n_ok}, done earlier {n_earlier}, unreadable {len(bad)} of {len(files)} images; vCDR table {out/'vcdr.csv'}")
+    for b in bad: log(f"  {b['status']}: {b['error']}")
+    return summ
+
+# %% ../nbs/70_cli.ipynb #c015
+WHOLE_IMAGE_SETS = ('drishti-gs1', 'refuge-official', 'synthetic-whole', 'idrid-seg')
+
+def _mcentre(m):
+    ys, xs = np.nonzero(m); return (float(xs.mean()), float(ys.mean())) if len(xs) else None
+
+def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
+    "Per-image rows of scores for a batch of `samples` (unreadable ones with their error)."
+    from fundus_bench.infer import predict_many
+    rows, imgs, gts, ok = [], [], [], []
+    for s in samples:
+        try: im = load_image(s); gts.append(load_discup(s, shape=im.shape[:2])); imgs.append(im); ok.append(s)
+        except Exception as e: rows.append(dict(name=s.name, status='unreadable', error=str(e)))
+    for s, gt, r in zip(ok, gts, predict_many(imgs, seg_model, loc_model, **kwargs) if imgs else []):
+        pred = np.stack([r['disc'], r['cup']])
+        row = dict(name=s.name, status='ok', label=s.label, **discup_scores(pred, gt),
+                   r_pred=disc_radius(pred[0]), r_true=disc_radius(gt[0]), confidence=float(r['confidence']))
+        if loc_model is not None:
+            c = _mcentre(gt[0]); row['centre_dist'] = point_distance(r['center'], c) if c else float('nan')
+            xi, yi = int(round(r['center'][0])), int(round(r['center'][1]))
+            row['centre_inside'] = bool(0 <= yi < gt.shape[1] and 0 <= xi < gt.shape[2] and gt[0, yi, xi])
+        rows.append(row)
+    return rows
+
+def summarise_scores(rows:list)->dict:
+    "The foundation's metrics over the readable rows."
+    ok = [r for r in rows if r.get('status') == 'ok']
+    m = dict(n=len(ok), n_unreadable=len(rows) - len(ok))
+    for k in ('dice_disc', 'dice_cup', 'iou_disc', 'iou_cup', 'miou'):
+        v = np.array([r[k] for r in ok], float); m[k] = float(v.mean()) if len(v) else 0.; m[f'{k}_std'] = float(v.std()) if len(v) else 0.
+    ae = np.array([r['vcdr_ae'] for r in ok], float); m['vcdr_mae'] = float(ae.mean()) if len(ae) else 0.
+    m['vcdr_ae_std'] = float(ae.std()) if len(ae) else 0.
+    m['rrp'] = rrp([r['r_pred'] for r in ok], [r['r_true'] for r in ok])
+    lab = [(r['vcdr_pred'], r['label']) for r in ok if r.get('label') in (0, 1)]
+    if lab and len({l for _, l in lab}) == 2: m['auroc_vcdr'] = auroc([v for v, _ in lab], [l for _, l in lab])
+    if ok and 'centre_dist' in ok[0]:
+        d = np.array([r['centre_dist'] for r in ok], float)
+        m['centre_dist_mean'], m['centre_dist_median'] = float(np.nanmean(d)), float(np.nanmedian(d))
+        m['centre_inside'] = float(np.mean([r['centre_inside'] for r in ok]))
+    return m
+
+def evaluate_samples(samples:list, seg_model, loc_model=None, bs:int=4, every:float=10., log=print, **kwargs)->tuple:
+    "`(metrics, rows)` of `seg_model` (through `loc_model` if given) over `samples`, read in batches of `bs`."
+    rows, t0, last = [], time.time(), time.time()
+    for i in range(0, len(samples), bs):
+        rows += score_batch(samples[i:i + bs], seg_model, loc_model, bs=bs, **kwargs)
+        if time.time() - last >= every: last = time.time(); log(f'[{len(rows)}/{len(samples)}] {time.time() - t0:.0f} s')
+    m = summarise_scores(rows); m['seconds'] = round(time.time() - t0, 2)
+    return m, rows
+
+# %% ../nbs/70_cli.ipynb #c018
+def _model_opts(p):
+    p.add_argument('--model', required=True, metavar='RUN_DIR', help='run folder (or model.json / model.pth) of a [disc, cup] model')
+    p.add_argument('--locator', metavar='RUN_DIR', help='run folder of a disc locator (disc_locator experiment): the images are whole fundus photographs')
+    p.add_argument('--tta', action='store_true', help='average the 8 flips and rotations')
+    p.add_argument('--crop', type=float, help="disc crop side: fraction of the field of view (<= 1) or pixels (default: the model's)")
+    p.add_argument('--thr', type=float, help='threshold of disc and cup (default: the model\'s, else 0.5)')
+    p.add_argument('--bs', type=int, default=4, help='images held and predicted at a time (default 4)')
+    p.add_argument('--device', help='cpu, cuda, cuda:1... (default: CUDA when available)')
+    p.add_argument('--threads', type=int, help='CPU threads of torch (1 is fastest on a busy machine; default: torch\'s choice)')
+
+def _add_predict(sub):
+    p = sub.add_parser('predict', help='disc/cup masks, overlays and vCDR for images or folders')
+    p.add_argument('inputs', nargs='+', metavar='IMAGE_OR_FOLDER'); _model_opts(p)
+    p.add_argument('--out', default='predictions', help='output folder (default ./predictions)')
+    p.add_argument('--overlay-size', type=int, default=1024, help='longer side of the overlays at most (default 1024)')
+    p.add_argument('--redo', action='store_true', help='predict again images already done')
+
+def _add_evaluate(sub):
+    p = sub.add_parser('evaluate', help='score a model on a catalog split: Dice, IoU, vCDR MAE, RRP...'); _model_opts(p)
+    p.add_argument('--data', metavar='ROOT', help='data root (default: $FUNDUS_BENCH_DATA)')
+    p.add_argument('--dataset', required=True, help='catalog name, e.g. drishti-gs, refuge, drishti-gs1, synthetic')
+    p.add_argument('--split', default='test', help='split name or alias (default test)')
+    p.add_argument('--domain', help='keep one domain (e.g. a synthetic camera A, B or C)')
+    p.add_argument('--out', help='folder for metrics.json and per_image.csv (default RUN_DIR/evaluate/NAME-SPLIT)')
+
+def _load_models(args)->tuple:
+    "Models and `predict_many` keyword arguments from the command line."
+    from fundus_bench.infer import load_predictor
+    import torch
+    if args.threads: torch.set_num_threads(args.threads)
+    seg, spec = load_predictor(args.model, args.device)
+    if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
+        raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
+    kw = dict(seg_size=spec['size'], crop=args.crop or spec['crop'], thr=args.thr or spec.get('thr') or 0.5,
+              tta=args.tta, device=args.device)
+    loc = None
+    if args.locator:
+        loc, lspec = load_predictor(args.locator, args.device)
+        kw.update(loc_size=lspec['size'], loc_thr=lspec.get('thr') or 0.5)
+    return seg, loc, kw
+
+def _predict(args):
+    seg, loc, kw = _load_models(args)
+    files = list_inputs(args.inputs, exclude=args.out)
+    if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
+    s = predict_files(files, seg, args.out, loc, bs=args.bs, redo=args.redo, overlay_size=args.overlay_size,
+                      log=lambda *a: print(*a, file=sys.stderr, flush=True), **kw)
+    print(f"{s['predicted'] + s['done_earlier']} of {s['n']} images predicted, {s['unreadable']} unreadable: {s['csv']}")
+    return 0 if s['predicted'] + s['done_earlier'] or not s['n'] else 1
+
+def _evaluate(args):
+    seg, loc, kw = _load_models(args)
+    ds = get_dataset(args.dataset, args.data, args.split)
+    ss = [s for s in ds.samples() if args.domain is None or s.domain == args.domain]
+    if not ss: raise DataNotFoundError(f"no images in {args.dataset} split {args.split} under {ds.base}")
+    if loc is None and args.dataset.lower() in WHOLE_IMAGE_SETS:
+        print(f"fundus-bench: warning: {args.dataset} holds whole images; without --locator they are segmented whole", file=sys.stderr)
+    if any(s.encoding not in ('ternary', 'softmap', 'binary') for s in ss):
+        raise FundusBenchError(f"{args.dataset} has no disc/cup ground truth to evaluate against")
+    m, rows = evaluate_samples(ss, seg, loc, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True), **kw)
+    m = dict(dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), locator=args.locator, tta=args.tta,
+             **{k: v for k, v in kw.items() if k in ('seg_size', 'loc_size', 'crop', 'thr')}, **m)
+    out = Path(args.out) if args.out else (Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent)/'evaluate'/f'{args.dataset}-{ds.split}'.replace(' ', '_')
+    atomic_write_json(out/'metrics.json', m)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    write_csv(out/'per_image.csv', rows, fields)
+    print(format_metrics(m)); print(f'written: {out/"metrics.json"}, {out/"per_image.csv"}')
+    for r in rows:
+        if r['status'] != 'ok': print(f"  unreadable: {r['error']}", file=sys.stderr)
+    return 0 if m['n'] else 1
+
+# %% ../nbs/70_cli.ipynb #c019
+def _add_report(sub):
+    p = sub.add_parser('report', help='one self-contained HTML page of the latest runs beside the published figures')
+    p.add_argument('run_dirs', nargs='*', metavar='RUN_DIR', help='run folders (default: the latest run of each experiment)')
+    p.add_argument('--runs-dir', default='runs', help='run registry root (default: ./runs)')
+    p.add_argument('--out', default='report.html', help='HTML file to write (default ./report.html)')
+    a = sub.add_parser('run-all', help='run every experiment notebook, continuing past failures, then write the report')
+    a.add_argument('--profile', help='parameter profile: cpu-small, gpu-full, or a YAML file')
+    a.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[], help='papermill parameter for every experiment (repeatable)')
+    a.add_argument('--runs-dir', default='runs', help='run registry root (default: ./runs)')
+    a.add_argument('--jobs', type=int, default=1, help='experiments run at once, in separate processes (default 1)')
+    a.add_argument('--only', nargs='+', metavar='NAME', help='run these experiments only')
+    a.add_argument('--out', default='report.html', help='HTML report written at the end (default ./report.html)')
+
+def _report(args):
+    from fundus_bench.report import write_report
+    print(f'report: {write_report(args.run_dirs or None, runs_dir=args.runs_dir, out=args.out)}')
+    return 0
+
+def _run_all(args):
+    from fundus_bench.batch import run_all
+    r = run_all(args.profile, parse_params(args.param), runs_dir=args.runs_dir, jobs=args.jobs, names=args.only, report=args.out)
+    return 0 if all(o['status'] == 'done' for o in r['runs']) else 1
+
+# %% ../nbs/70_cli.ipynb #c020
 def _add_params(p):
     p.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
                    help='papermill parameter (repeatable); values are read as YAML scalars')
     p.add_argument('--runs-dir', default='runs', help='run registry root (default: ./runs)')
     p.add_argument('--quiet', action='store_true', help="don't echo the notebook's output")
+    p.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run in its folder, with its params.json')
 
 def _run(name, args):
-    rd = run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=not args.quiet)
+    if getattr(args, 'resume', None):
+        if args.param: raise FundusBenchError("--resume takes the run's own parameters (params.json); drop the -p options")
+        rd = resume_run(args.resume, name=name, log_output=not args.quiet)
+    else: rd = run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=not args.quiet)
     m = read_json(rd/'metrics.json', {})
     print(f'\n{name}: run folder {rd}')
     if m: print(format_metrics(m))
@@ -59,6 +343,8 @@ def parser()->argparse.ArgumentParser:
     v = sub.add_parser('validate', help='scan a data root: datasets, counts, bad files'); v.add_argument('root', nargs='?', default=None)
     sub.add_parser('experiments', help='list the experiments')
     rs = sub.add_parser('runs', help='list the run registry'); rs.add_argument('name', nargs='?'); rs.add_argument('--runs-dir', default='runs')
+    _add_predict(sub); _add_evaluate(sub)
+    _add_report(sub)
     return ap
 
 def main(argv=None)->int:
@@ -70,6 +356,10 @@ def main(argv=None)->int:
         if args.cmd == 'validate': return _validate(args)
         if args.cmd == 'experiments': return _experiments(args)
         if args.cmd == 'runs': return _runs(args)
+        if args.cmd == 'predict': return _predict(args)
+        if args.cmd == 'evaluate': return _evaluate(args)
+        if args.cmd == 'report': return _report(args)
+        if args.cmd == 'run-all': return _run_all(args)
     except FundusBenchError as e:
         print(f'fundus-bench: error: {e}', file=sys.stderr); return 2
     except KeyboardInterrupt:

@@ -109,10 +109,14 @@ def atomic_write_bytes(path, data:bytes):
     fd,tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f: f.write(data); f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())   # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return path
+
+def _umask()->int:
+    m = os.umask(0); os.umask(m); return m
 
 def _json_default(o):
     if isinstance(o, np.generic): return o.item()

@@ -11,7 +11,8 @@ from .core import *
 
 # %% auto #0
 __all__ = ['experiments_dir', 'list_experiments', 'find_experiment', 'parse_value', 'parse_params', 'git_commit', 'new_run_dir',
-           'read_json', 'update_run', 'save_metrics', 'list_runs', 'run_experiment']
+           'read_json', 'update_run', 'save_metrics', 'pid_alive', 'run_status', 'list_runs', 'run_experiment',
+           'resume_run']
 
 # %% ../nbs/50_experiments.ipynb #c005
 def experiments_dir()->Path:
@@ -39,14 +40,14 @@ def find_experiment(name:str, folder=None)->Path:
 
 # %% ../nbs/50_experiments.ipynb #c008
 def parse_value(v:str):
-    "A command-line value as YAML would read it (int, float, bool, null, list) or the string itself."
+    "A command-line value as YAML would read it (int, float, bool, null, list, mapping) or the string itself."
     if not isinstance(v, str): return v
     try: o = yaml.safe_load(v)
     except yaml.YAMLError: return v
     if isinstance(o, str):
         try: return float(o) if o.strip().lower() not in ('nan', 'inf', '-inf', 'infinity') else v
         except ValueError: return v if o != v.strip() else o
-    if isinstance(o, str) or o is None or isinstance(o, (int, float, bool, list)): return o
+    if isinstance(o, str) or o is None or isinstance(o, (int, float, bool, list, dict)): return o
     return v
 
 def parse_params(pairs)->dict:
@@ -91,19 +92,35 @@ def save_metrics(out_dir, metrics:dict, fname='metrics.json')->Path:
     "Write an experiment's `metrics` into its run folder (atomically); called from the notebooks."
     return atomic_write_json(Path(out_dir)/fname, metrics)
 
+def pid_alive(pid, host=None)->bool|None:
+    "Whether process `pid` runs (a zombie counts as ended); None when `host` is another machine (unknown)."
+    if host is not None and host != platform.node(): return None
+    try: pid = int(pid); os.kill(pid, 0)
+    except (TypeError, ValueError): return None
+    except ProcessLookupError: return False
+    except PermissionError: return True
+    try: return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError): return True
+
+def run_status(info:dict)->dict:
+    "Registry entry `info` with a `running` status corrected to `interrupted` when its process is gone (killed)."
+    if info.get('status') == 'running' and pid_alive(info.get('pid'), info.get('host')) is False:
+        return info | {'status': 'interrupted', 'error': f"process {info.get('pid')} ended without recording an outcome (killed)"}
+    return info
+
 def list_runs(runs_dir='runs', name:str|None=None)->list:
-    "Registry entries (dicts with `run_dir`) under `runs_dir`, oldest first."
+    "Registry entries (dicts with `run_dir`) under `runs_dir`, oldest first; runs whose process died show as `interrupted`."
     runs_dir = Path(runs_dir)
     pats = [f'{name}/*/run.json'] if name else ['*/*/run.json']
     res = []
     for pat in pats:
         for f in sorted(runs_dir.glob(pat)):
-            try: res.append(read_json(f) | {'run_dir': str(f.parent)})
+            try: res.append(run_status(read_json(f)) | {'run_dir': str(f.parent)})
             except BadFileError as e: res.append({'run_dir': str(f.parent), 'status': 'unreadable', 'error': str(e)})
     return sorted(res, key=lambda r: r.get('started', ''))
 
 # %% ../nbs/50_experiments.ipynb #c013
-class _Interrupted(Exception): pass
+class _Interrupted(KeyboardInterrupt): pass
 
 def _raise_interrupt(signum, frame): raise _Interrupted(signal.Signals(signum).name)
 
@@ -125,13 +142,16 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
     atomic_write_json(run_dir/'params.json', params)
     t0 = time.time()
     update_run(run_dir, experiment=exp, notebook=str(nb), status='running', started=datetime.datetime.now().isoformat(timespec='seconds'),
-               git_commit=git_commit(), host=platform.node(), python=sys.version.split()[0], pid=os.getpid())
+               git_commit=git_commit(), cwd=os.getcwd(), host=platform.node(), python=sys.version.split()[0], pid=os.getpid())
     old = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+    kids = _children()
     try:
         pm.execute_notebook(str(nb), str(run_dir/f'{exp}.ipynb'),
-                            parameters=params, kernel_name=kernel, log_output=log_output, cwd=str(nb.parent),
+                            parameters=params, kernel_name=kernel, log_output=log_output, cwd=os.getcwd(),
                             execution_timeout=timeout, progress_bar=False)
     except (KeyboardInterrupt, _Interrupted) as e:
+        if old is not None: signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
+        _stop_children(exclude=kids)   # the notebook's kernel: never leave it running
         update_run(run_dir, status='interrupted', ended=_now(), seconds=round(time.time() - t0, 1), error=f'interrupted ({e or "SIGINT"})')
         raise
     except Exception as e:
@@ -150,7 +170,56 @@ def _echo_papermill():
         h = logging.StreamHandler(sys.stdout); h.setFormatter(logging.Formatter('%(message)s')); h._fundus_bench = True
         lg.addHandler(h); lg.setLevel(logging.INFO); lg.propagate = False
 
+def _children(pid=None)->list:
+    "Ids of the live child processes of `pid` (default: this process), from /proc."
+    pid, res = pid or os.getpid(), []
+    for st in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            f = st.read_text().rsplit(')', 1)[1].split()
+            if int(f[1]) == pid and f[0] != 'Z': res.append(int(st.parent.name))
+        except (OSError, IndexError, ValueError): continue
+    return res
+
+def _stop_children(exclude=(), wait:float=5.):
+    "SIGTERM the children of this process not in `exclude` (the kernel it started), then SIGKILL what is left after `wait` s."
+    kids = [k for k in _children() if k not in set(exclude)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for k in kids:
+            try: os.kill(k, sig)
+            except ProcessLookupError: pass
+        t = time.time()
+        while kids and time.time() - t < wait:
+            kids = [k for k in kids if pid_alive(k)]
+            if kids: time.sleep(0.1)
+        if not kids: return
+
 def _now(): return datetime.datetime.now().isoformat(timespec='seconds')
 def _main_thread():
     import threading
     return threading.current_thread() is threading.main_thread()
+
+# %% ../nbs/50_experiments.ipynb #c017
+def resume_run(run_dir,                  # a run folder (holds run.json and params.json)
+               name:str|None=None,       # when given, must be the run's experiment
+               log_output:bool=True, timeout:int|None=None, kernel:str='python3')->Path:
+    "Re-execute the experiment of an interrupted or failed run in its own folder with its recorded parameters."
+    run_dir = Path(run_dir)
+    if not (run_dir/'run.json').is_file(): raise DataNotFoundError(f"{run_dir}: not a run folder (no run.json)")
+    info = run_status(read_json(run_dir/'run.json'))
+    exp = info.get('experiment')
+    if name is not None and name != exp and Path(str(name)).stem.partition('_')[2] != exp:
+        raise FundusBenchError(f"{run_dir} is a run of {exp!r}, not {name!r}")
+    if info.get('status') == 'running': raise FundusBenchError(f"{run_dir}: still running (process {info.get('pid')})")
+    if info.get('status') == 'done': raise FundusBenchError(f"{run_dir}: already finished; nothing to resume")
+    params = read_json(run_dir/'params.json')
+    if params is None: raise DataNotFoundError(f"{run_dir}: no params.json")
+    nb = Path(info.get('notebook') or '')
+    nb = nb if nb.is_file() else find_experiment(exp)
+    attempts = info.get('attempts', [])
+    attempts = attempts + [{k: info.get(k) for k in ('status', 'started', 'ended', 'seconds', 'error', 'pid', 'git_commit')}]
+    executed = run_dir/f'{exp}.ipynb'
+    if executed.exists(): executed.replace(run_dir/f'{exp}.attempt{len(attempts)}.ipynb')
+    keep = {k: v for k, v in info.items() if k not in ('status', 'ended', 'seconds', 'error')}
+    atomic_write_json(run_dir/'run.json', keep | {'attempts': attempts})
+    params = {k: v for k, v in params.items() if k != 'out_dir'}
+    return run_experiment(str(nb), params, run_dir=run_dir, log_output=log_output, timeout=timeout, kernel=kernel)

@@ -9,34 +9,145 @@ from .core import *
 from .data.io import load_image, load_discup
 from .data.loaders import resize_pair, to_tensors
 from .postprocess import clean_discup
+from .postprocess import ensemble_probs
 from .metrics import discup_scores
 
 # %% auto #0
-__all__ = ['predict_probs', 'evaluate_discup']
+__all__ = ['SYNTHETIC_CROP', 'REAL_CROP', 'predict_probs', 'evaluate_discup', 'fov_square', 'disc_centre', 'locate_discs',
+           'crop_side', 'predict_many', 'predict', 'load_predictor']
 
 # %% ../nbs/40_infer.ipynb #c005
 @torch.inference_mode()
-def predict_probs(model:nn.Module, imgs:list, size:int=256, bs:int=8, device=None)->list:
+def predict_probs(model:nn.Module|None, imgs:list, size:int=256, bs:int=8, device=None,
+                  tta:bool=False,            # average the 8 dihedral views (`postprocess.tta_probs`)
+                  models:list|None=None)->list: # more models to ensemble with `model` (probabilities averaged)
     "Sigmoid probabilities (C,H,W) float32 for each uint8 image in `imgs`, at each image's own size."
-    dev = default_device(device); model = model.to(dev).eval()
+    dev = default_device(device)
+    ms = (list(model) if isinstance(model, (list, tuple)) else [model] if model is not None else []) + list(models or [])
+    if not ms: raise ValueError("predict_probs needs a model (or `models`)")
+    ms = [m.to(dev).eval() for m in ms]
     out = []
     for i in range(0, len(imgs), bs):
         chunk = imgs[i:i+bs]
         xb = torch.stack([to_tensors(resize_pair(im, None, size)[0], np.zeros((0, 1, 1), bool))[0] for im in chunk]).to(dev)
-        pb = torch.sigmoid(model(xb).float()).cpu().numpy()
+        pb = ensemble_probs(ms, xb, tta).cpu().numpy()
         for im, p in zip(chunk, pb):
             h, w = im.shape[:2]
             out.append(np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in p]))
     return out
 
-def evaluate_discup(model:nn.Module, samples:list, size:int=256, thr=0.5, bs:int=8, device=None, clean=True):
+def evaluate_discup(model:nn.Module, samples:list, size:int=256, thr=0.5, bs:int=8, device=None, clean=True,
+                    tta:bool=False): # average the 8 dihedral views
     "Per-image disc/cup scores of `model` on `samples` (rows of dicts) and the predicted masks."
     rows, preds = [], []
     for i in range(0, len(samples), bs):
         ss = samples[i:i+bs]
         imgs = [load_image(s) for s in ss]
-        for s, im, p in zip(ss, imgs, predict_probs(model, imgs, size, bs, device)):
+        for s, im, p in zip(ss, imgs, predict_probs(model, imgs, size, bs, device, tta=tta)):
             pred = clean_discup(p, thr) if clean else (p > thr)
             rows.append({'name': s.name, **discup_scores(pred, load_discup(s, shape=im.shape[:2]))})
             preds.append(pred)
     return rows, preds
+
+# %% ../nbs/40_infer.ipynb #c008
+from pathlib import Path
+import json
+from .data.preprocess import fov_mask, fov_box, crop_box, disc_crop, uncrop, resize_image
+from .postprocess import largest_component
+from .metrics import vcdr as _vcdr
+
+def fov_square(img:np.ndarray, # RGB uint8 (H,W,3)
+               work:int=512,   # the field of view is found on a copy whose longer side is at most `work` px
+              )->tuple:
+    "Square box `(x0, y0, x1, y1)` around the field of view of `img` (the centred square of the image when none is found)."
+    H, W = img.shape[:2]; k = min(1., work/max(H, W))
+    small = img if k == 1 else cv2.resize(img, (max(1, round(W*k)), max(1, round(H*k))), interpolation=cv2.INTER_AREA)
+    try: x0, y0, x1, y1 = fov_box(fov_mask(small), square=True)
+    except ValueError: s = max(H, W); return ((W - s)//2, (H - s)//2, (W - s)//2 + s, (H - s)//2 + s)
+    s = round((x1 - x0)/k); x0, y0 = round(x0/k), round(y0/k)
+    return (x0, y0, x0 + s, y0 + s)
+
+def disc_centre(prob:np.ndarray, # (H,W) disc probability
+                thr:float=0.5,   # threshold of the disc
+               )->tuple:
+    "`((x, y), confidence)`: centroid of the largest component of `prob > thr` and its mean probability (the maximum's place and value when none)."
+    m = largest_component(prob > thr)
+    if not m.any():
+        y, x = np.unravel_index(np.argmax(prob), prob.shape)
+        return (float(x), float(y)), float(prob[y, x])
+    ys, xs = np.nonzero(m)
+    return (float(xs.mean()), float(ys.mean())), float(prob[m].mean())
+
+# %% ../nbs/40_infer.ipynb #c010
+def locate_discs(loc_model:nn.Module, # `S_pre`: one output plane, the disc
+                 imgs:list,           # RGB uint8 images of any size
+                 size:int=256,        # input size of `loc_model`
+                 thr:float=0.5, bs:int=8, device=None)->list:
+    "For each image, `dict(center=(x, y), confidence, fov)` in its own pixels (`fov`: side of its field-of-view square)."
+    boxes = [fov_square(im) for im in imgs]
+    smalls = [resize_image(crop_box(im, b), size) for im, b in zip(imgs, boxes)]
+    out = []
+    for p, (x0, y0, x1, y1) in zip(predict_probs(loc_model, smalls, size, bs, device), boxes):
+        (x, y), conf = disc_centre(p[0], thr); k = (x1 - x0)/size
+        out.append(dict(center=(x0 + (x + .5)*k - .5, y0 + (y + .5)*k - .5), confidence=conf, fov=x1 - x0))
+    return out
+
+def crop_side(crop:float, # fraction of the field of view (<= 1) or pixels (> 1)
+              fov:float,  # side of the field-of-view square in pixels
+             )->int:
+    "Side in pixels of the disc crop."
+    return max(8, int(round(crop*fov))) if crop <= 1 else int(crop)
+
+# %% ../nbs/40_infer.ipynb #c011
+def predict_many(imgs:list,               # RGB uint8 images (whole fundus images, or disc crops when `loc_model` is None)
+                 seg_model:nn.Module,     # any `[disc, cup]` model
+                 loc_model:nn.Module|None=None, # `S_pre`; None: the images are disc-centred crops already
+                 seg_size:int=256,        # input size of `seg_model`
+                 loc_size:int=256,        # input size of `loc_model`
+                 crop:float=0.25,         # crop side: fraction of the field of view (<= 1) or pixels
+                 thr:float=0.5,           # threshold of the disc and cup probabilities
+                 loc_thr:float=0.5,       # threshold of the locator's disc
+                 tta:bool=False,          # average the fine model over the 8 dihedral transforms
+                 bs:int=8, device=None)->list:
+    "`predict` for a batch of images."
+    if loc_model is None:
+        locs = [dict(center=(im.shape[1]/2, im.shape[0]/2), confidence=1.) for im in imgs]
+        crops, boxes = imgs, [(0, 0, im.shape[1], im.shape[0]) for im in imgs]
+    else:
+        locs = locate_discs(loc_model, imgs, loc_size, loc_thr, bs, device)
+        cut = [disc_crop(im, l['center'], crop_side(crop, l['fov'])) for im, l in zip(imgs, locs)]
+        crops, boxes = [c for c, _ in cut], [b for _, b in cut]
+    out = []
+    for im, l, b, p in zip(imgs, locs, boxes, predict_probs(seg_model, crops, seg_size, bs, device, tta=tta)):
+        m = clean_discup(p, thr)
+        conf = float(p[0][m[0]].mean()) if m[0].any() else 0.
+        full = m if loc_model is None else uncrop(m, b, (2, *im.shape[:2]))
+        out.append(dict(disc=full[0], cup=full[1], vcdr=_vcdr(full), box=tuple(int(o) for o in b),
+                        center=tuple(float(o) for o in l['center']), confidence=conf*l['confidence']))
+    return out
+
+def predict(image:np.ndarray,          # RGB uint8 (H,W,3): a whole fundus image, or a disc crop when `loc_model` is None
+            seg_model:nn.Module,       # any `[disc, cup]` model
+            loc_model:nn.Module|None=None, # `S_pre`, one output plane (the disc); None: `image` is a disc-centred crop
+            seg_size:int=256,          # input size of `seg_model`
+            **kwargs)->dict:
+    "`dict(disc, cup, vcdr, box, center, confidence)`: (H,W) bool masks at the image's size, its vertical CDR, the crop box `(x0, y0, x1, y1)`."
+    return predict_many([image], seg_model, loc_model, seg_size, **kwargs)[0]
+
+# %% ../nbs/40_infer.ipynb #c016
+SYNTHETIC_CROP, REAL_CROP = 0.53, 0.25
+
+def load_predictor(path, # a run folder, its `model.json` or `model.pth`
+                   device=None)->tuple:
+    "`(model, spec)` with `spec['size']` and `spec['crop']` always set."
+    from fundus_bench.train.core import load_model
+    try: model, spec = load_model(path, device)
+    except RuntimeError as e:    # a state dict that does not fit the recorded architecture
+        raise BadFileError(path, f"weights do not fit the model described by its model.json/params.json ({str(e).splitlines()[0][:200]})") from e
+    d = Path(path) if Path(path).is_dir() else Path(path).parent
+    try: p = json.loads((d/'params.json').read_text()); p = p.get('params', p)
+    except (OSError, ValueError): p = {}
+    spec = dict(spec); spec['size'] = int(spec.get('size') or p.get('size') or 256)
+    ds = str(spec.get('dataset') or p.get('dataset') or '')
+    if spec.get('crop') is None: spec['crop'] = SYNTHETIC_CROP if ds.startswith('synthetic') else REAL_CROP
+    return model, spec

@@ -50,9 +50,10 @@ def fit_seg(train:list, valid:list,   # training and validation `Sample`s
     learn.fit_one_cycle(epochs, lr)
     return learn, time.time() - t0
 
-def score_set(model, samples:list, size:int=128, thr=0.5, device=None, tol:float=0.10)->dict:
+def score_set(model, samples:list, size:int=128, thr=0.5, device=None, tol:float=0.10,
+              **kwargs)->dict: # passed to `evaluate_discup` (e.g. `tta=True`)
     "Seed 002-style summary of `model` on `samples`: Dice mean/best/worst/std for disc and cup, RRP (%), vCDR MAE."
-    rows, preds = evaluate_discup(model, samples, size=size, thr=thr, device=device)
+    rows, preds = evaluate_discup(model, samples, size=size, thr=thr, device=device, **kwargs)
     from fundus_bench.data.io import load_discup, image_shape
     truths = [load_discup(s, shape=image_shape(s.image))[0] for s in samples]
     dd = np.array([r['dice_disc'] for r in rows]); dc = np.array([r['dice_cup'] for r in rows])
