@@ -4,14 +4,16 @@
 
 # %% ../nbs/55_viz.ipynb #c002
 from __future__ import annotations
-import numpy as np, cv2
+import numpy as np, cv2, json
 from pathlib import Path
 from PIL import Image
 from .core import *
 from .metrics import vcdr
 
 # %% auto #0
-__all__ = ['TRUTH_COLOURS', 'PRED_COLOURS', 'draw_contours', 'overlay_contours', 'image_grid', 'save_png']
+__all__ = ['TRUTH_COLOURS', 'PRED_COLOURS', 'TRUTH_CSS', 'PRED_CSS', 'ERR_COLOURS', 'draw_contours', 'overlay_contours',
+           'image_grid', 'save_png', 'save_fig', 'contour_xy', 'contour_fig', 'points_fig', 'error_map', 'error_fig',
+           'read_history', 'curves_fig', 'pr_fig', 'bland_altman', 'vcdr_fig', 'domain_heatmap']
 
 # %% ../nbs/55_viz.ipynb #c005
 TRUTH_COLOURS = ((0, 255, 0), (0, 200, 0))
@@ -61,7 +63,150 @@ def image_grid(imgs:list, ncols:int=4, pad:int=4, size:int|None=None)->np.ndarra
     return out
 
 def save_png(img:np.ndarray, path)->Path:
-    "Write an RGB uint8 array to `path` as PNG."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(img).save(path)
-    return path
+    "Write an RGB uint8 array to `path` as PNG (atomically: a crash never leaves half a file)."
+    import io
+    buf = io.BytesIO(); Image.fromarray(img).save(buf, format='PNG')
+    return atomic_write_bytes(path, buf.getvalue())
+
+# %% ../nbs/55_viz.ipynb #c008
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+TRUTH_CSS, PRED_CSS = ('#00e000', '#00a000'), ('#2878ff', '#ff00ff')
+
+def save_fig(fig:go.Figure, path, width:int=800, height:int=600)->Path:
+    "Write `fig` to `path` as a PNG of exactly `width` x `height` pixels."
+    return atomic_write_bytes(path, fig.to_image(format='png', width=width, height=height, scale=1))
+
+def _img_layout(fig, title=None, top=None):
+    fig.update_xaxes(visible=False); fig.update_yaxes(visible=False, scaleanchor='x')
+    return fig.update_layout(title=title, margin=dict(l=10, r=10, t=top or (40 if title else 10), b=10), plot_bgcolor='white',
+                             legend=dict(orientation='h', y=-0.02, yanchor='top'))
+
+def contour_xy(m:np.ndarray)->tuple:
+    "x, y of the outer outline(s) of bool mask `m`, closed, with None between separate pieces (for a plotly line)."
+    cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    xs, ys = [], []
+    for c in cs:
+        c = c[:, 0]; c = np.concatenate([c, c[:1]])
+        xs += c[:, 0].tolist() + [None]; ys += c[:, 1].tolist() + [None]
+    return xs, ys
+
+# %% ../nbs/55_viz.ipynb #c010
+_MARK = {'disc_center': '#ffd000', 'fovea': '#00e5ff'}
+
+def contour_fig(img:np.ndarray, truth:np.ndarray|None=None, pred:np.ndarray|None=None,
+                points:dict|None=None, true_points:dict|None=None, # name -> (x, y), predicted and true
+                title:str|None=None)->go.Figure:
+    "Image with truth/prediction disc and cup outlines, vCDR text, and point markers."
+    fig = go.Figure(go.Image(z=img, hoverinfo='skip'))
+    txt = []
+    for m, cols, who in ((truth, TRUTH_CSS, 'true'), (pred, PRED_CSS, 'pred')):
+        if m is None: continue
+        for plane, col, part in zip(m, cols, ('disc', 'cup')):
+            x, y = contour_xy(plane)
+            fig.add_scatter(x=x, y=y, mode='lines', line=dict(color=col, width=2), name=f'{who} {part}')
+        txt.append(f"<span style='color:{cols[0]}'>{who} vCDR {vcdr(m):.2f}</span>")
+    for pts, sym, who in ((true_points, 'circle-open', 'true'), (points, 'x', 'pred')):
+        for k, (x, y) in (pts or {}).items():
+            fig.add_scatter(x=[x], y=[y], mode='markers', name=f'{who} {k}',
+                            marker=dict(symbol=sym, size=14, color=_MARK.get(k, '#ffffff'), line=dict(width=2, color=_MARK.get(k, '#ffffff'))))
+    if txt: fig.add_annotation(x=img.shape[1]*0.01, y=img.shape[0]*0.01, xanchor='left', yanchor='top', showarrow=False, align='left',
+                               text='<br>'.join(txt), bgcolor='rgba(0,0,0,0.6)', font=dict(size=14))
+    return _img_layout(fig, title)
+
+def points_fig(img:np.ndarray, points:dict, true_points:dict|None=None, title=None)->go.Figure:
+    "Predicted (crosses) and true (circles) fovea / disc-centre positions on the image."
+    return contour_fig(img, points=points, true_points=true_points, title=title)
+
+# %% ../nbs/55_viz.ipynb #c013
+ERR_COLOURS = dict(tp=(0, 200, 0), fp=(255, 40, 40), fn=(40, 120, 255))
+
+def error_map(img:np.ndarray, truth:np.ndarray, pred:np.ndarray, # (H,W,3) image; (H,W) bool masks
+              dim:float=0.5)->np.ndarray:
+    "RGB uint8: TP green, FP red, FN blue over the image darkened by `dim`."
+    out = (img*dim).astype(np.uint8)
+    for k, m in (('tp', truth & pred), ('fp', pred & ~truth), ('fn', truth & ~pred)): out[m] = ERR_COLOURS[k]
+    return out
+
+def error_fig(img:np.ndarray, truth:np.ndarray, pred:np.ndarray, # truth/pred (2,H,W) [disc, cup]
+              title:str|None=None)->go.Figure:
+    "False-positive / false-negative pixel maps of disc and cup, side by side."
+    names = [f"{p}: FP {int((pred[i] & ~truth[i]).sum())}, FN {int((truth[i] & ~pred[i]).sum())}" for i, p in enumerate(('disc', 'cup'))]
+    fig = make_subplots(1, 2, subplot_titles=names, horizontal_spacing=0.02)
+    for i in range(2): fig.add_trace(go.Image(z=error_map(img, truth[i], pred[i])), 1, i + 1)
+    for k, c in ERR_COLOURS.items():   # legend entries
+        fig.add_scatter(x=[None], y=[None], mode='markers', marker=dict(color=f'rgb{c}', size=10, symbol='square'), name=k.upper(), row=1, col=1)
+    return _img_layout(fig, title, top=70 if title else 35)
+
+# %% ../nbs/55_viz.ipynb #c016
+def read_history(src)->list:
+    "The per-epoch `history` of a run folder, a metrics.json path, a metrics dict, or the list itself."
+    if isinstance(src, (str, Path)):
+        p = Path(src); p = p/'metrics.json' if p.is_dir() else p
+        src = json.loads(p.read_text()) if p.exists() else {}
+    if isinstance(src, dict): src = src.get('history', [])
+    return list(src or [])
+
+def curves_fig(src, title:str|None=None)->go.Figure:
+    "Training curves (losses left, metrics right) from a run's per-epoch history."
+    h = read_history(src)
+    keys = list(dict.fromkeys(k for r in h for k, v in r.items() if isinstance(v, (int, float)) and k != 'epoch'))
+    fig = make_subplots(1, 2, subplot_titles=('loss', 'metrics'))
+    for k in keys:
+        ep = [r.get('epoch', i) for i, r in enumerate(h) if k in r]
+        fig.add_scatter(x=ep, y=[r[k] for r in h if k in r], mode='lines+markers', name=k, row=1, col=1 if 'loss' in k else 2)
+    fig.update_xaxes(title='epoch')
+    return fig.update_layout(title=title, margin=dict(l=50, r=10, t=60, b=40))
+
+# %% ../nbs/55_viz.ipynb #c019
+def pr_fig(curves:dict, # name -> (scores, labels), e.g. {'MA': (probs, truth), 'HE': ...}
+           max_points:int=2000, title:str|None=None)->go.Figure:
+    "Precision-recall curve of each lesion with its AUC-PR."
+    from sklearn.metrics import precision_recall_curve
+    from fundus_bench.metrics import aupr
+    fig = go.Figure()
+    for k, (s, l) in curves.items():
+        s, l = np.asarray(s, float).ravel(), np.asarray(l, bool).ravel()
+        if not l.any(): continue
+        p, r, _ = precision_recall_curve(l, s)
+        i = np.unique(np.linspace(0, len(p) - 1, min(len(p), max_points)).astype(int))
+        fig.add_scatter(x=r[i], y=p[i], mode='lines', name=f'{k} (AUC-PR {aupr(s, l):.3f})')
+    fig.update_xaxes(title='recall', range=[0, 1]); fig.update_yaxes(title='precision', range=[0, 1.02])
+    return fig.update_layout(title=title, margin=dict(l=50, r=10, t=50, b=40))
+
+# %% ../nbs/55_viz.ipynb #c022
+def bland_altman(pred, true)->dict:
+    "Mean difference (bias) and 95 % limits of agreement of `pred` - `true`."
+    d = np.asarray(pred, float) - np.asarray(true, float)
+    b, s = float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else 0.
+    return dict(bias=b, lo=b - 1.96*s, hi=b + 1.96*s)
+
+def vcdr_fig(pred, true, names=None, title:str|None=None)->go.Figure:
+    "Predicted vs true vCDR scatter and Bland–Altman plot."
+    p, t = np.asarray(pred, float), np.asarray(true, float)
+    ba = bland_altman(p, t)
+    fig = make_subplots(1, 2, subplot_titles=('predicted vs true vCDR', 'Bland–Altman'))
+    fig.add_scatter(x=t, y=p, mode='markers', text=names, name='images', row=1, col=1)
+    fig.add_scatter(x=[0, 1], y=[0, 1], mode='lines', line=dict(dash='dash', color='grey'), name='identity', row=1, col=1)
+    fig.add_scatter(x=(p + t)/2, y=p - t, mode='markers', text=names, name='difference', row=1, col=2)
+    for k, dash in (('bias', 'solid'), ('lo', 'dot'), ('hi', 'dot')):
+        fig.add_hline(y=ba[k], line=dict(dash=dash, color='firebrick'), row=1, col=2,
+                      annotation_text=f"{dict(bias='mean', lo='−1.96 SD', hi='+1.96 SD')[k]} {ba[k]:+.3f}", annotation_position='top left')
+    fig.update_xaxes(title='true vCDR', range=[0, 1], row=1, col=1); fig.update_yaxes(title='predicted vCDR', range=[0, 1], row=1, col=1)
+    fig.update_xaxes(title='mean of predicted and true', row=1, col=2); fig.update_yaxes(title='predicted − true', row=1, col=2)
+    return fig.update_layout(title=title, showlegend=False, margin=dict(l=50, r=10, t=50, b=40))
+
+# %% ../nbs/55_viz.ipynb #c025
+import pandas as pd
+
+def domain_heatmap(scores, # DataFrame train × test, or {(train, test): value}
+                   metric:str='Dice', title:str|None=None, zmin:float=0., zmax:float=1.)->go.Figure:
+    "Heatmap of a score: train set (rows) × test set (columns), values written in the cells."
+    df = scores if isinstance(scores, pd.DataFrame) else pd.Series(scores).unstack()
+    z = df.values.astype(float)
+    fig = go.Figure(go.Heatmap(z=z, x=[str(c) for c in df.columns], y=[str(i) for i in df.index], zmin=zmin, zmax=zmax,
+                               colorscale='Viridis', colorbar=dict(title=metric),
+                               text=[[f'{v:.3f}' for v in r] for r in z], texttemplate='%{text}', textfont=dict(size=16)))
+    fig.update_xaxes(title='test set', side='bottom'); fig.update_yaxes(title='train set', autorange='reversed')
+    return fig.update_layout(title=title, margin=dict(l=60, r=10, t=50, b=50))
