@@ -44,7 +44,7 @@ def overlay_contours(img:np.ndarray, truth:np.ndarray|None=None, pred:np.ndarray
     if truth is not None: draw_contours(out, truth, TRUTH_COLOURS); lines.append((f'true vCDR {vcdr(truth):.2f}', TRUTH_COLOURS[0]))
     if pred is not None: draw_contours(out, pred, PRED_COLOURS); lines.append((f'pred vCDR {vcdr(pred):.2f}', PRED_COLOURS[0]))
     if text:
-        sc = max(0.35, min(out.shape[:2])/700)
+        sc = max(0.5, min(out.shape[:2])/600)
         for i, (s, c) in enumerate(lines):
             org = (int(8*sc), int((i + 1)*26*sc))
             cv2.putText(out, s, org, cv2.FONT_HERSHEY_SIMPLEX, sc, (0, 0, 0), max(1, int(3*sc)), cv2.LINE_AA)

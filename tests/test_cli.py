@@ -53,3 +53,14 @@ def test_validate_real_data(data_root):
     r = fb('validate', data_root)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     for name in ('drishti-gs', 'refuge', 'drishti-gs1', 'idrid-seg', 'idrid-loc'): assert name in r.stdout
+
+def test_every_experiment_has_parameters():
+    "Each experiment notebook has a cell tagged `parameters` (papermill needs it) and is skipped by nbdev_test."
+    import nbformat
+    from fundus_bench.experiments import list_experiments
+    exps = list_experiments()
+    assert 'quickstart' in exps
+    for name, p in exps.items():
+        nb = nbformat.read(p, as_version=4)
+        assert any('parameters' in c.metadata.get('tags', []) for c in nb.cells), name
+        assert nb.cells[0].cell_type == 'raw' and 'skip_exec: true' in nb.cells[0].source, name
