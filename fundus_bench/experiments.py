@@ -146,9 +146,7 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
     old = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     kids = _children()
     try:
-        pm.execute_notebook(str(nb), str(run_dir/f'{exp}.ipynb'),
-                            parameters=params, kernel_name=kernel, log_output=log_output, cwd=os.getcwd(),
-                            execution_timeout=timeout, progress_bar=False)
+        _execute(pm, nb, run_dir/f'{exp}.ipynb', params, kernel, log_output, timeout)
     except (KeyboardInterrupt, _Interrupted) as e:
         if old is not None: signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
         _stop_children(exclude=kids)   # the notebook's kernel: never leave it running
@@ -192,6 +190,16 @@ def _stop_children(exclude=(), wait:float=5.):
             kids = [k for k in kids if pid_alive(k)]
             if kids: time.sleep(0.1)
         if not kids: return
+
+def _execute(pm, nb, out, params, kernel, log_output, timeout, tries:int=3):
+    "papermill's `execute_notebook`, retried when the kernel dies before it starts (e.g. a port taken by a parallel run)."
+    for i in range(tries):
+        try:
+            return pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel, log_output=log_output,
+                                       cwd=os.getcwd(), execution_timeout=timeout, progress_bar=False)
+        except RuntimeError as e:
+            if 'before replying to kernel_info' not in str(e) or i == tries - 1: raise
+            time.sleep(1 + i)
 
 def _now(): return datetime.datetime.now().isoformat(timespec='seconds')
 def _main_thread():
