@@ -131,6 +131,17 @@ def test_cup_outside_disc(write):
     m = read_binary_pair(d, c, cup_tol=0.1)                     # within tolerance: cut off
     assert not m[1, 0, 0] and m[1].sum() == 9 and not (m[1] & ~m[0]).any()
 
+def test_all_background_mask(write):
+    "An all-background map is valid ground truth (no disc): empty planes, and metrics stay defined."
+    from fundus_bench.metrics import discup_scores, vcdr
+    m = read_ternary_mask(write('bg.png', np.full((6, 8), 255, np.uint8)), shape=(6, 8))
+    assert m.shape == (2, 6, 8) and m.dtype == bool and not m.any()
+    assert vcdr(m) == 0.0
+    s = discup_scores(m, m)
+    assert s['dice_disc'] == 1.0 and s['dice_cup'] == 1.0 and not any(np.isnan(v) for v in s.values())
+    s = discup_scores(read_ternary_mask(write('t.png', TERN)), m)
+    assert s['dice_disc'] == 0.0 and not any(np.isnan(v) for v in s.values())
+
 def test_binary_mixing_1_and_255(write):
     disc = (TERN < 255).astype(np.uint8)*255; disc[1, 2] = 1
     fails(lambda: read_binary_pair(write('d.png', disc), write('c.png', (TERN == 0).astype(np.uint8))),
