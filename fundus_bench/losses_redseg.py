@@ -7,7 +7,8 @@ from __future__ import annotations
 import math, torch, torch.nn as nn, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['lam_schedule', 'topk_negatives', 'topk_balanced_bce', 'fn_fp', 'fn_fp_loss', 'TopKBCE', 'FnFpLoss', 'DeepSupervision']
+__all__ = ['lam_schedule', 'topk_negatives', 'topk_balanced_bce', 'balanced_bce', 'fn_fp', 'fn_fp_loss', 'TopKBCE', 'FnFpLoss',
+           'DeepSupervision']
 
 # %% ../nbs/13_losses.redseg.ipynb #c005
 def lam_schedule(r:int,            # training iteration (0-based)
@@ -48,6 +49,16 @@ def topk_balanced_bce(logit, targ,        # one lesion channel: logits and {0, 1
     return loss/(n + k) if reduction == 'mean' else loss
 
 # %% ../nbs/13_losses.redseg.ipynb #c013
+def balanced_bce(logit, targ)->torch.Tensor:
+    "Class-balanced BCE over all pixels: ½ mean over positives + ½ mean over negatives (log 2 at p = 0.5)."
+    z,pos = logit.flatten().float(),targ.flatten() > 0.5
+    n,m = int(pos.sum()),int((~pos).sum())
+    out = z.sum()*0
+    if n: out = out - 0.5*F.logsigmoid(z[pos]).mean()
+    if m: out = out - 0.5*F.logsigmoid(-z[~pos]).mean()
+    return out
+
+# %% ../nbs/13_losses.redseg.ipynb #c016
 def fn_fp(logit, targ)->tuple:
     "Soft false negatives Σ y(1−p)² and false positives Σ p²(1−y)."
     p,t = torch.sigmoid(logit.float()),targ.float()
@@ -58,17 +69,22 @@ def fn_fp_loss(logit, targ, reduction:str='mean')->torch.Tensor:
     fn,fp = fn_fp(logit, targ)
     return (fn + fp)/targ.numel() if reduction == 'mean' else fn + fp
 
-# %% ../nbs/13_losses.redseg.ipynb #c016
+# %% ../nbs/13_losses.redseg.ipynb #c019
 class TopKBCE(nn.Module):
     "Modified top-k balanced cross-entropy per channel, λ following `lam_schedule` of the iteration `r`."
     def __init__(self, lam0:float=10., S:int=1000, step:float=2., lam_min:float=2., # see `lam_schedule`
-                 k_min:int=0, reduction:str='mean'):
+                 k_min:int=0, reduction:str='mean',
+                 warmup:int=0):   # first iterations trained with `balanced_bce`; λ(r) counts from the end of the warm-up
         super().__init__()
-        self.lam0,self.S,self.step,self.lam_min,self.k_min,self.reduction,self.r = lam0,S,step,lam_min,k_min,reduction,0
+        self.lam0,self.S,self.step,self.lam_min,self.k_min,self.reduction,self.warmup,self.r = lam0,S,step,lam_min,k_min,reduction,warmup,0
     @property
-    def lam(self)->float: return lam_schedule(self.r, self.lam0, self.S, self.step, self.lam_min)
+    def lam(self)->float:
+        "λ(r); infinite (every negative) during the warm-up."
+        if self.r < self.warmup: return math.inf
+        return lam_schedule(self.r - self.warmup, self.lam0, self.S, self.step, self.lam_min)
     def forward(self, logits, targ):
         lam = self.lam
+        if math.isinf(lam): return sum(balanced_bce(logits[:, c], targ[:, c]) for c in range(logits.shape[1]))
         return sum(topk_balanced_bce(logits[:, c], targ[:, c], lam, self.k_min, self.reduction) for c in range(logits.shape[1]))
     def activation(self, x): return torch.sigmoid(x)
     def decodes(self, x): return x > 0
@@ -81,7 +97,7 @@ class FnFpLoss(nn.Module):
     def activation(self, x): return torch.sigmoid(x)
     def decodes(self, x): return x > 0
 
-# %% ../nbs/13_losses.redseg.ipynb #c017
+# %% ../nbs/13_losses.redseg.ipynb #c020
 class DeepSupervision(nn.Module):
     "Sum of `base` over every side output and fused output of a `RedSeg` training-mode dict."
     def __init__(self, base:nn.Module,        # loss on (B, 1, H, W) logits and targets

@@ -42,3 +42,24 @@ def test_idrid_image_cached_at_reduced_scale(data_root, tmp_path):
     assert len(list(tmp_path.glob('*.npz'))) == 1
     again = cached_item(s, scale=8, cache_dir=tmp_path)
     assert (again['img'] == it['img']).all()
+
+def test_warmup_learns_on_synthetic_lesions(items):
+    "A few dozen warm-up iterations take the loss well below that of a constant p = 0.5 (top-k alone sits there from scratch)."
+    from fundus_bench.losses_redseg import DeepSupervision
+    nt = torch.get_num_threads(); torch.set_num_threads(1)   # several threads on a busy machine are far slower
+    try:
+        torch.manual_seed(0)
+        n = 40
+        dls = lesion_dls(items[:3], items[3:], patch=64, bs=4, n_train=4*n, n_valid=4, p_pos=0.8, seed=1, device='cpu')
+        learn = redseg_learner(dls, max1=n, max2=0, model_kw=dict(width=1/8), l1=TopKBCE(warmup=n), metrics=[], verbose=False)
+        with learn.no_bar(), learn.no_logging(): learn.fit_two_stage(3e-3)
+        cb = learn.two_stage_switcher
+        assert len(cb.log) == n and all(o['lam'] is None for o in cb.log)    # balanced cross-entropy throughout
+        x,y = dls.train.one_batch()
+        lf,model = DeepSupervision(TopKBCE(warmup=1)),learn.model.train()
+        with torch.no_grad():
+            out = model(x)
+            const = lf({k: ([torch.zeros_like(o) for o in v] if isinstance(v, list) else torch.zeros_like(v)) for k,v in out.items()}, y)
+            got = lf(out, y)
+        assert got < 0.8*const, (float(got), float(const))
+    finally: torch.set_num_threads(nt)

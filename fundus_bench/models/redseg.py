@@ -25,7 +25,9 @@ def vgg_trunk(n_in:int=3, width:float=1.0, bn:bool=False)->tuple:
         if i: layers.append(nn.MaxPool2d(2, 2))
         w = max(1, round(w*width))
         for _ in range(n):
-            layers += [nn.Conv2d(c, w, 3, padding=1)] + ([nn.BatchNorm2d(w)] if bn else []) + [nn.ReLU(inplace=True)]
+            conv = nn.Conv2d(c, w, 3, padding=1)
+            nn.init.kaiming_normal_(conv.weight, mode='fan_out', nonlinearity='relu'); nn.init.zeros_(conv.bias)
+            layers += [conv] + ([nn.BatchNorm2d(w)] if bn else []) + [nn.ReLU(inplace=True)]
             c = w
         taps.append(len(layers) - 1)
     return nn.Sequential(*layers),tuple(taps)
@@ -52,11 +54,12 @@ class RedSeg(nn.Module):
                  width:float=1.0,        # multiplier of VGG16's widths (0.25: a CPU-sized variant)
                  ma=(2, 3, 4),           # trunk blocks fused by the microaneurysm branch
                  he=(3, 4, 5),           # trunk blocks fused by the haemorrhage branch
-                 bn:bool=False,          # batch norm after each convolution (vgg16_bn layout)
+                 bn:bool|None=None,      # batch norm after each convolution (vgg16_bn layout); None: only without `vgg_weights`
                  vgg_weights=None):      # optional VGG16 state dict (or a path to one) for the trunk
         super().__init__()
         for o in (*ma, *he):
             if not 1 <= o <= 5: raise ValueError(f"trunk blocks are numbered 1 to 5, got {o}")
+        if bn is None: bn = vgg_weights is None
         self.features,self.taps = vgg_trunk(n_in, width, bn)
         widths = [max(1, round(w*width)) for w,_ in VGG16]
         self.ma,self.he = Branch(ma, widths),Branch(he, widths)

@@ -23,7 +23,8 @@ class TwoStageSwitcher(Callback):
     order = -5   # before the loss is computed, after `TrainEvalCallback` (-10)
     def __init__(self, l1, l2,        # stage-1 and stage-2 losses
                  max1:int, max2:int,  # iterations of each stage
-                 verbose:bool=True):  # print a line at the switch
+                 verbose:bool=True,   # print a line at the switch
+                 lr2_mult:float=1.):  # learning rate of stage 2 = this × the fit's learning rate
         store_attr()
     def before_fit(self):
         if getattr(self, 'resume', False) and hasattr(self, 'it'): self._stage(self.stage); return
@@ -31,6 +32,8 @@ class TwoStageSwitcher(Callback):
         self._stage(1 if self.max1 > 0 else 2)
     def _stage(self, s):
         self.stage = s; self.learn.loss_func = self.l1 if s == 1 else self.l2
+        if s == 2 and self.lr2_mult != 1 and getattr(self.learn, 'opt', None) is not None:
+            self.learn.opt.set_hyper('lr', self.learn.opt.hypers[-1]['lr']*self.lr2_mult)
     def before_epoch(self):
         if self.it >= self.max1 + self.max2: raise CancelFitException()
     def before_batch(self):
@@ -43,7 +46,7 @@ class TwoStageSwitcher(Callback):
     def after_batch(self):
         if not self.training: return
         lf = self.learn.loss_func; lam = getattr(getattr(lf, 'base', lf), 'lam', None)
-        self.log.append(dict(iter=self.it, stage=self.stage, loss=float(self.learn.loss.detach()), lam=lam, **getattr(lf, 'parts', {})))
+        self.log.append(dict(iter=self.it, stage=self.stage, loss=float(self.learn.loss.detach()), lam=None if lam is None or math.isinf(lam) else lam, **getattr(lf, 'parts', {})))
         self.it += 1
 
 # %% ../../nbs/33_train.two_stage.ipynb #c006
@@ -62,16 +65,18 @@ def redseg_learner(dls, max1:int=1000, max2:int=1000,   # iterations of stage 1 
                    l1:nn.Module|None=None,             # stage-1 loss, default `TopKBCE()`
                    l2:nn.Module|None=None,             # stage-2 loss, default `FnFpLoss()`
                    names=NAMES, side_w:float=1., fuse_w:float=1.,
-                   metrics=None, cbs=None, path='.', model_kw:dict|None=None, verbose:bool=True, **kwargs)->Learner:
+                   metrics=None, cbs=None, path='.', model_kw:dict|None=None, verbose:bool=True,
+                   lr2_mult:float=1.,                  # stage-2 learning rate relative to the fit's
+                   **kwargs)->Learner:
     "A fastai `Learner` for Red-Seg with the two-stage loss schedule; train it with `learn.fit_two_stage(lr)`."
     model = model if model is not None else RedSeg(**(model_kw or {}))
     wrap = lambda l: l if isinstance(l, DeepSupervision) else DeepSupervision(l, names, side_w, fuse_w)
     l1,l2 = wrap(l1 if l1 is not None else TopKBCE()),wrap(l2 if l2 is not None else FnFpLoss())
     metrics = metrics if metrics is not None else [AUPR(c, f'aupr_{n}', bins=1000) for c,n in enumerate(names)]
-    cbs = [TerminateOnNaNCallback(), TwoStageSwitcher(l1, l2, max1, max2, verbose)] + list(cbs or [])
+    cbs = [TerminateOnNaNCallback(), TwoStageSwitcher(l1, l2, max1, max2, verbose, lr2_mult)] + list(cbs or [])
     return Learner(dls, model, loss_func=l1, metrics=metrics, cbs=cbs, path=path, **kwargs)
 
-# %% ../../nbs/33_train.two_stage.ipynb #c016
+# %% ../../nbs/33_train.two_stage.ipynb #c019
 def _blocks(v, default): return tuple(int(o) for o in str(v if v is not None else default).split(','))
 
 def load_redseg_run(run_dir)->tuple:
