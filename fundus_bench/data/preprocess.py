@@ -63,16 +63,22 @@ def _hw_axes(a, chw=None):
 def crop_box(a:np.ndarray, box, chw=None)->np.ndarray:
     "`a` cut to `box` = (x0, y0, x1, y1), zero-padded where the box leaves `a`; (C,H,W) when `chw`."
     x0,y0,x1,y1 = map(int, box)
-    ay,ax = _hw_axes(a, chw); H,W = a.shape[ay], a.shape[ax]
+    ay,ax = _hw_axes(a, chw)
     shp = list(a.shape); shp[ay],shp[ax] = y1 - y0, x1 - x0
     out = np.zeros(shp, a.dtype)
-    sy,sx = slice(max(y0, 0), min(y1, H)), slice(max(x0, 0), min(x1, W))
-    if sy.start >= sy.stop or sx.start >= sx.stop: return out
-    src,dst = [slice(None)]*a.ndim, [slice(None)]*a.ndim
-    src[ay],src[ax] = sy, sx
-    dst[ay],dst[ax] = slice(sy.start - y0, sy.stop - y0), slice(sx.start - x0, sx.stop - x0)
-    out[tuple(dst)] = a[tuple(src)]
+    ov = _overlap((x0, y0, x1, y1), a.shape[ay], a.shape[ax], a.ndim, ay, ax)
+    if ov: inside, in_box = ov; out[in_box] = a[inside]
     return out
+
+def _overlap(box, H, W, ndim, ay, ax):
+    "Index tuples `(inside, in_box)` of the part of `box` inside an H×W array, in the array's and in the box's coordinates; None if they don't meet."
+    x0,y0,x1,y1 = box
+    sy,sx = slice(max(y0, 0), min(y1, H)), slice(max(x0, 0), min(x1, W))
+    if sy.start >= sy.stop or sx.start >= sx.stop: return None
+    inside,in_box = [slice(None)]*ndim, [slice(None)]*ndim
+    inside[ay],inside[ax] = sy, sx
+    in_box[ay],in_box[ax] = slice(sy.start - y0, sy.stop - y0), slice(sx.start - x0, sx.stop - x0)
+    return tuple(inside), tuple(in_box)
 
 def _is_chw(crop, full_shape, chw=None):
     if chw is not None or len(full_shape) == 2: return bool(chw)
@@ -90,13 +96,9 @@ def uncrop(crop:np.ndarray,   # prediction for the crop: (h,w), (h,w,C) or (C,h,
     chw = _is_chw(crop, full_shape, chw)
     crop = _resize_hw(crop, (y1 - y0, x1 - x0), chw)
     full = np.zeros(full_shape, crop.dtype)
-    ay,ax = _hw_axes(full, chw); H,W = full_shape[ay], full_shape[ax]
-    sy,sx = slice(max(y0, 0), min(y1, H)), slice(max(x0, 0), min(x1, W))
-    if sy.start >= sy.stop or sx.start >= sx.stop: return full
-    src,dst = [slice(None)]*crop.ndim, [slice(None)]*crop.ndim
-    dst[ay],dst[ax] = sy, sx
-    src[ay],src[ax] = slice(sy.start - y0, sy.stop - y0), slice(sx.start - x0, sx.stop - x0)
-    full[tuple(dst)] = crop[tuple(src)]
+    ay,ax = _hw_axes(full, chw)
+    ov = _overlap((x0, y0, x1, y1), full_shape[ay], full_shape[ax], full.ndim, ay, ax)
+    if ov: inside, in_box = ov; full[inside] = crop[in_box]
     return full
 
 def _resize_hw(a:np.ndarray, hw, chw=False)->np.ndarray:

@@ -283,19 +283,7 @@ def make_fundus(seed:int=0,        # seed of the NumPy Generator: same seed, sam
                 fov=fov, seed=seed)
 
 # %% ../../nbs/03_data.synthetic.ipynb #c041
-def _crop(a, box, axes=(0, 1)):
-    "`a[y0:y1, x0:x1]` along `axes` (rows, columns), zero-padded where the box leaves `a`."
-    x0,y0,x1,y1 = box
-    ay,ax = axes; H,W = a.shape[ay], a.shape[ax]
-    shp = list(a.shape); shp[ay],shp[ax] = y1 - y0, x1 - x0
-    out = np.zeros(shp, a.dtype)
-    sy,sx = slice(max(y0, 0), min(y1, H)), slice(max(x0, 0), min(x1, W))
-    if sy.start >= sy.stop or sx.start >= sx.stop: return out
-    src,dst = [slice(None)]*a.ndim, [slice(None)]*a.ndim
-    src[ay],src[ax] = sy, sx
-    dst[ay],dst[ax] = slice(sy.start - y0, sy.stop - y0), slice(sx.start - x0, sx.stop - x0)
-    out[tuple(dst)] = a[tuple(src)]
-    return out
+from .preprocess import crop_box
 
 def make_crop(d:dict,      # a `make_fundus` result
               size:int=256 # side of the square crop in pixels
@@ -304,10 +292,10 @@ def make_crop(d:dict,      # a `make_fundus` result
     cx,cy = d['disc_center']
     x0,y0 = int(round(cx - size/2)), int(round(cy - size/2))
     box = (x0, y0, x0 + size, y0 + size)
-    dc = _crop(d['discup'], box, (1, 2))
+    dc = crop_box(d['discup'], box, chw=True)
     sh = lambda p: (p[0] - x0, p[1] - y0)
-    return {**d, 'img': _crop(d['img'], box), 'discup': dc, 'lesions': _crop(d['lesions'], box, (1, 2)),
-            'fov': _crop(d['fov'], box), 'disc_center': sh(d['disc_center']), 'fovea': sh(d['fovea']),
+    return {**d, 'img': crop_box(d['img'], box, chw=False), 'discup': dc, 'lesions': crop_box(d['lesions'], box, chw=True),
+            'fov': crop_box(d['fov'], box, chw=False), 'disc_center': sh(d['disc_center']), 'fovea': sh(d['fovea']),
             'vcdr': _vcdr(dc), 'box': box}
 
 # %% ../../nbs/03_data.synthetic.ipynb #c044
