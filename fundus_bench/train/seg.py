@@ -37,12 +37,15 @@ def train_test_samples(spec:str, root=None, split:str='train', test_split:str|No
 
 # %% ../../nbs/35_train.seg.ipynb #c008
 def fit_seg(train:list, valid:list,   # training and validation `Sample`s
-            size:int=128, bs:int=8, epochs:int=10, lr:float=3e-3, aug='gunet',
+            size:int=128, bs:int=8,
+            epochs:int|None=None,     # None: enough epochs for about `steps` optimiser steps
+            steps:int=300, lr:float=3e-3, aug='gunet',
             seed:int=42, num_workers:int=0, device=None,
             learn=None,               # continue training this Learner's model on the new data (incremental training)
             **learner_kw):            # passed to `seg_learner` (e.g. `unet_kw`, `arch`, `loss`)
     "Train a `[disc, cup]` segmentation model with one cycle; return `(learn, seconds)`."
     set_seed(seed)
+    if epochs is None: epochs = max(1, -(-int(steps)*bs//len(train)))   # ceil(steps·bs / n_train)
     dls = seg_dls(train, valid, size=size, bs=bs, aug=aug, num_workers=num_workers, device=device, seed=seed)
     if learn is None: learn = seg_learner(dls, **learner_kw)
     else: learn.dls = dls
