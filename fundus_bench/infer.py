@@ -10,7 +10,7 @@ from .data.io import load_image, load_discup
 from .data.loaders import resize_pair, to_tensors
 from .postprocess import clean_discup
 from .postprocess import ensemble_probs
-from .metrics import discup_scores
+from .metrics import discup_scores, disc_radius
 
 # %% auto #0
 __all__ = ['SYNTHETIC_CROP', 'REAL_CROP', 'predict_probs', 'evaluate_discup', 'fov_square', 'disc_centre', 'locate_discs',
@@ -45,7 +45,9 @@ def evaluate_discup(model:nn.Module, samples:list, size:int=256, thr=0.5, bs:int
         imgs = [load_image(s) for s in ss]
         for s, im, p in zip(ss, imgs, predict_probs(model, imgs, size, bs, device, tta=tta)):
             pred = clean_discup(p, thr) if clean else (p > thr)
-            rows.append({'name': s.name, **discup_scores(pred, load_discup(s, shape=im.shape[:2]))})
+            truth = load_discup(s, shape=im.shape[:2])
+            rows.append({'name': s.name, **discup_scores(pred, truth),
+                         'disc_radius_pred': disc_radius(pred[0]), 'disc_radius_true': disc_radius(truth[0])})
             preds.append(pred)
     return rows, preds
 

@@ -56,10 +56,8 @@ def fit_seg(train:list, valid:list,   # training and validation `Sample`s
 def score_set(model, samples:list, size:int=128, thr=0.5, device=None, tol:float=0.10,
               **kwargs)->dict: # passed to `evaluate_discup` (e.g. `tta=True`)
     "Seed 002-style summary of `model` on `samples`: Dice mean/best/worst/std for disc and cup, RRP (%), vCDR MAE."
-    rows, preds = evaluate_discup(model, samples, size=size, thr=thr, device=device, **kwargs)
-    from fundus_bench.data.io import load_discup, image_shape
-    truths = [load_discup(s, shape=image_shape(s.image))[0] for s in samples]
+    rows, _ = evaluate_discup(model, samples, size=size, thr=thr, device=device, **kwargs)
     dd = np.array([r['dice_disc'] for r in rows]); dc = np.array([r['dice_cup'] for r in rows])
     return {'n': len(rows), 'dice_disc': dd.mean(), 'best_disc': dd.max(), 'worst_disc': dd.min(), 'std_disc': dd.std(),
-            'dice_cup': dc.mean(), 'rrp': 100*rrp([p[0] for p in preds], truths, tol),
+            'dice_cup': dc.mean(), 'rrp': 100*rrp([r['disc_radius_pred'] for r in rows], [r['disc_radius_true'] for r in rows], tol),
             'vcdr_mae': float(np.mean([r['vcdr_ae'] for r in rows]))}
