@@ -10,8 +10,9 @@ from .core import *
 from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run
 
 # %% auto #0
-__all__ = ['CSV_FIELDS', 'WHOLE_IMAGE_SETS', 'format_metrics', 'list_inputs', 'out_names', 'write_prediction', 'write_csv',
-           'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'parser', 'main']
+__all__ = ['CSV_FIELDS', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS', 'format_metrics', 'list_inputs', 'out_names', 'write_prediction',
+           'write_csv', 'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'model_task',
+           'task_evaluator', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -171,7 +172,7 @@ def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
         pred = np.stack([r['disc'], r['cup']])
         row = dict(name=s.name, status='ok', label=s.label, **discup_scores(pred, gt),
                    r_pred=disc_radius(pred[0]), r_true=disc_radius(gt[0]), confidence=float(r['confidence']))
-        if loc_model is not None:
+        if loc_model is not None or hasattr(seg_model, 'predict_whole'):
             c = _mcentre(gt[0]); row['centre_dist'] = point_distance(r['center'], c) if c else float('nan')
             xi, yi = int(round(r['center'][0])), int(round(r['center'][1]))
             row['centre_inside'] = bool(0 <= yi < gt.shape[1] and 0 <= xi < gt.shape[2] and gt[0, yi, xi])
@@ -230,11 +231,33 @@ def _add_evaluate(sub):
     p.add_argument('--domain', help='keep one domain (e.g. a synthetic camera A, B or C)')
     p.add_argument('--out', help='folder for metrics.json and per_image.csv (default RUN_DIR/evaluate/NAME-SPLIT)')
 
+TASK_EVALUATORS = {   # model.json `task` -> 'module:function' scoring such a model on catalog samples
+    'lesions': 'train.two_stage:evaluate_lesion_model',
+    'glaucoma': 'train.classify:evaluate_glaucoma',
+    'fovea': 'train.fovea:evaluate_points'}
+
+def model_task(path)->str:
+    "The task a saved model serves: `model.json`'s `task` (`discup` when absent; `lesions` for older Red-Seg run folders)."
+    d = Path(path) if Path(path).is_dir() else Path(path).parent
+    spec = read_json(d/'model.json', None)
+    if isinstance(spec, dict): return str(spec.get('task') or 'discup')
+    m = read_json(d/'metrics.json', None)
+    return 'lesions' if isinstance(m, dict) and 'ma_blocks' in m else 'discup'
+
+def task_evaluator(task:str):
+    "The scoring function of `task` (see `TASK_EVALUATORS`)."
+    import importlib
+    if task not in TASK_EVALUATORS: raise FundusBenchError(f"no evaluator for models of task {task!r}; known: discup, {', '.join(TASK_EVALUATORS)}")
+    mod, fn = TASK_EVALUATORS[task].split(':')
+    return getattr(importlib.import_module(f'fundus_bench.{mod}'), fn)
+
 def _load_models(args)->tuple:
     "Models and `predict_many` keyword arguments from the command line."
     from fundus_bench.infer import load_predictor
     import torch
     if args.threads: torch.set_num_threads(args.threads)
+    task = model_task(args.model)
+    if task != 'discup': raise FundusBenchError(f"{args.model}: a {task} model; `predict` handles disc/cup models (use `fundus-bench evaluate` to score it)")
     seg, spec = load_predictor(args.model, args.device)
     if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
         raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
@@ -255,26 +278,45 @@ def _predict(args):
     print(f"{s['predicted'] + s['done_earlier']} of {s['n']} images predicted, {s['unreadable']} unreadable: {s['csv']}")
     return 0 if s['predicted'] + s['done_earlier'] or not s['n'] else 1
 
+def _evaluate_task(args, task, ds, ss)->tuple:
+    "Metrics and rows of a model that is not a disc/cup segmenter, by its task's evaluator."
+    from fundus_bench.train.core import load_model
+    import torch
+    if args.threads: torch.set_num_threads(args.threads)
+    if task == 'lesions':
+        from fundus_bench.train.two_stage import load_redseg_run
+        model, spec = load_redseg_run(args.model, default_device(args.device))
+    else: model, spec = load_model(args.model, args.device)
+    m, rows = task_evaluator(task)(model, spec, ss, device=args.device, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True))
+    return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), **m), rows
+
 def _evaluate(args):
-    seg, loc, kw = _load_models(args)
+    task = model_task(args.model)
     ds = get_dataset(args.dataset, args.data, args.split)
     ss = [s for s in ds.samples() if args.domain is None or s.domain == args.domain]
     if not ss: raise DataNotFoundError(f"no images in {args.dataset} split {args.split} under {ds.base}")
-    if loc is None and args.dataset.lower() in WHOLE_IMAGE_SETS:
+    if task != 'discup':
+        m, rows = _evaluate_task(args, task, ds, ss)
+        return _write_evaluation(args, ds, m, rows)
+    seg, loc, kw = _load_models(args)
+    if loc is None and not hasattr(seg, 'predict_whole') and args.dataset.lower() in WHOLE_IMAGE_SETS:
         print(f"fundus-bench: warning: {args.dataset} holds whole images; without --locator they are segmented whole", file=sys.stderr)
     if any(s.encoding not in ('ternary', 'softmap', 'binary') for s in ss):
         raise FundusBenchError(f"{args.dataset} has no disc/cup ground truth to evaluate against")
     m, rows = evaluate_samples(ss, seg, loc, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True), **kw)
-    m = dict(dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), locator=args.locator, tta=args.tta,
+    m = dict(task='discup', dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), locator=args.locator, tta=args.tta,
              **{k: v for k, v in kw.items() if k in ('seg_size', 'loc_size', 'crop', 'thr')}, **m)
+    return _write_evaluation(args, ds, m, rows)
+
+def _write_evaluation(args, ds, m:dict, rows:list)->int:
     out = Path(args.out) if args.out else (Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent)/'evaluate'/f'{args.dataset}-{ds.split}'.replace(' ', '_')
     atomic_write_json(out/'metrics.json', m)
     fields = list(dict.fromkeys(k for r in rows for k in r))
     write_csv(out/'per_image.csv', rows, fields)
     print(format_metrics(m)); print(f'written: {out/"metrics.json"}, {out/"per_image.csv"}')
     for r in rows:
-        if r['status'] != 'ok': print(f"  unreadable: {r['error']}", file=sys.stderr)
-    return 0 if m['n'] else 1
+        if r.get('status', 'ok') != 'ok': print(f"  unreadable: {r.get('error')}", file=sys.stderr)
+    return 0 if m.get('n') else 1
 
 # %% ../nbs/70_cli.ipynb #c019
 def _add_report(sub):

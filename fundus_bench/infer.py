@@ -112,6 +112,8 @@ def predict_many(imgs:list,               # RGB uint8 images (whole fundus image
                  tta:bool=False,          # average the fine model over the 8 dihedral transforms
                  bs:int=8, device=None)->list:
     "`predict` for a batch of images."
+    if hasattr(seg_model, 'predict_whole'):   # a model that finds the disc itself (RF-Net)
+        return seg_model.predict_whole(imgs, size=seg_size, thr=thr, tta=tta, bs=bs, device=device)
     if loc_model is None:
         locs = [dict(center=(im.shape[1]/2, im.shape[0]/2), confidence=1.) for im in imgs]
         crops, boxes = imgs, [(0, 0, im.shape[1], im.shape[0]) for im in imgs]

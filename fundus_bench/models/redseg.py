@@ -57,6 +57,7 @@ class RedSeg(nn.Module):
                  bn:bool|None=None,      # batch norm after each convolution (vgg16_bn layout); None: only without `vgg_weights`
                  vgg_weights=None):      # optional VGG16 state dict (or a path to one) for the trunk
         super().__init__()
+        ma, he = tuple(int(o) for o in ma), tuple(int(o) for o in he)   # lists when rebuilt from model.json
         for o in (*ma, *he):
             if not 1 <= o <= 5: raise ValueError(f"trunk blocks are numbered 1 to 5, got {o}")
         if bn is None: bn = vgg_weights is None

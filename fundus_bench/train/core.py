@@ -21,8 +21,8 @@ from ..metrics import DiscDice, CupDice
 from ..models.unet import GeneralizedUNet
 
 # %% auto #0
-__all__ = ['ARCHS', 'OPTS', 'SCHEDULES', 'save_weights', 'load_weights', 'arch_name', 'build_model', 'save_model', 'load_model',
-           'get_opt', 'seg_learner', 'step_sched', 'fit_schedule', 'save_learner']
+__all__ = ['ARCHS', 'OPTS', 'SCHEDULES', 'save_weights', 'load_weights', 'lazy_arch', 'arch_name', 'build_model', 'save_model',
+           'load_model', 'get_opt', 'seg_learner', 'step_sched', 'fit_schedule', 'save_learner']
 
 # %% ../../nbs/30_train.core.ipynb #c005
 def save_weights(model:nn.Module, path)->Path:
@@ -41,12 +41,24 @@ def load_weights(model:nn.Module, path, strict:bool=True, device='cpu')->nn.Modu
     return model
 
 # %% ../../nbs/30_train.core.ipynb #c008
-def _deeplabv3plus(**kw):
-    from fundus_bench.models.deeplab import DeepLabV3Plus
-    return DeepLabV3Plus(**kw)
+import importlib
 
-ARCHS = {'unet': GeneralizedUNet, 'deeplabv3plus': _deeplabv3plus}
-_ARCH_ALIASES = {'generalized_unet': 'unet', 'gunet': 'unet', 'deeplab': 'deeplabv3plus', 'deeplabv3+': 'deeplabv3plus'}
+def lazy_arch(target:str): # 'module:Class' under `fundus_bench`, imported when the first model is built
+    "A constructor that imports `target` on first use (keeps `import fundus_bench.train.core` light)."
+    mod, name = target.split(':')
+    def _build(**kw): return getattr(importlib.import_module(f'fundus_bench.{mod}'), name)(**kw)
+    _build.target = target
+    return _build
+
+ARCHS = {'unet': GeneralizedUNet,
+         'deeplabv3plus': lazy_arch('models.deeplab:DeepLabV3Plus'),
+         'rfnet': lazy_arch('models.rfnet:RFNet'),
+         'dualbranch': lazy_arch('models.dualbranch:DualBranchSeg'),
+         'redseg': lazy_arch('models.redseg:RedSeg'),
+         'classifier': lazy_arch('models.classify:GlaucomaClassifier'),
+         'fovea': lazy_arch('models.fovea:FoveaNet')}
+_ARCH_ALIASES = {'generalized_unet': 'unet', 'gunet': 'unet', 'deeplab': 'deeplabv3plus', 'deeplabv3+': 'deeplabv3plus',
+                 'red_seg': 'redseg', 'rf_net': 'rfnet', 'efficientnet': 'classifier'}
 
 def arch_name(arch:str)->str:
     "Canonical registry name of `arch` (case-insensitive, with a few aliases)."

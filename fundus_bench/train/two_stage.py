@@ -15,7 +15,7 @@ from ..metrics import AUPR
 from .core import load_weights
 
 # %% auto #0
-__all__ = ['TwoStageSwitcher', 'redseg_learner', 'load_redseg_run', 'evaluate_redseg_run']
+__all__ = ['TwoStageSwitcher', 'redseg_learner', 'load_redseg_run', 'evaluate_lesion_model', 'evaluate_redseg_run']
 
 # %% ../../nbs/33_train.two_stage.ipynb #c005
 class TwoStageSwitcher(Callback):
@@ -77,25 +77,58 @@ def redseg_learner(dls, max1:int=1000, max2:int=1000,   # iterations of stage 1 
     return Learner(dls, model, loss_func=l1, metrics=metrics, cbs=cbs, path=path, **kwargs)
 
 # %% ../../nbs/33_train.two_stage.ipynb #c019
-def _blocks(v, default): return tuple(int(o) for o in str(v if v is not None else default).split(','))
+def _blocks(v, default): return tuple(int(o) for o in str(v if v is not None else default).strip('()[] ').split(','))
 
-def load_redseg_run(run_dir)->tuple:
-    "The `RedSeg` model of a run folder and the configuration it was trained with."
+def load_redseg_run(run_dir, device='cpu')->tuple:
+    "The `RedSeg` model of a run folder and the configuration it was trained with (`model.json`, else `metrics.json`)."
     import json
     from pathlib import Path
-    run_dir = Path(run_dir)
-    cfg = json.loads((run_dir/'metrics.json').read_text())
+    from fundus_bench.core import DataNotFoundError, BadFileError
+    from fundus_bench.train.core import load_model
+    run_dir = Path(run_dir); run_dir = run_dir if run_dir.is_dir() else run_dir.parent
+    if (run_dir/'model.json').exists():
+        model, spec = load_model(run_dir, device)
+        if spec.get('arch') != 'redseg': raise BadFileError(run_dir/'model.json', f"arch {spec.get('arch')!r} is not a Red-Seg model")
+        return model, spec
+    if not (run_dir/'metrics.json').exists(): raise DataNotFoundError(f"{run_dir}: neither model.json nor metrics.json (not a Red-Seg run folder)")
+    try: cfg = json.loads((run_dir/'metrics.json').read_text())
+    except ValueError as e: raise BadFileError(run_dir/'metrics.json', f"not valid JSON ({e})") from e
     model = RedSeg(width=cfg.get('width', 1.0), bn=cfg.get('bn', False),
                    ma=_blocks(cfg.get('ma_blocks'), '2,3,4'), he=_blocks(cfg.get('he_blocks'), '3,4,5'))
-    return load_weights(model, run_dir/'model.pth'),cfg
+    return load_weights(model, run_dir/'model.pth').to(device).eval(), dict(cfg, arch='redseg', task='lesions')
+
+def evaluate_lesion_model(model, spec:dict,     # a model with `[MA, HE]` outputs and its `model.json` fields
+                          samples:list,         # catalog samples with lesion ground truth
+                          device=None, bs:int=2, log=print,
+                          patch:int|None=None, overlap:float|None=None, thr:float|None=None, cache_dir=None)->tuple:
+    "`(metrics, rows)`: pooled precision, recall and AUC-PR per lesion (`MA_aupr`...) and one row per image."
+    import time
+    from fundus_bench.data.patches import cached_item, sliding_probs, LesionScores
+    from fundus_bench.data.io import load_lesions
+    names = tuple(spec.get('channels') or NAMES)
+    scale, patch = int(spec.get('scale') or 1), int(patch or spec.get('infer_patch') or 512)
+    overlap, thr = overlap if overlap is not None else spec.get('overlap', 0.25), thr if thr is not None else spec.get('thr', 0.5)
+    pooled, rows, t0 = LesionScores(names, thr), [], time.time()
+    for i, s in enumerate(samples):
+        it = cached_item(s, scale, names, cache_dir=cache_dir)
+        p = sliding_probs(model, it['img'], patch, overlap, bs, it['fov'], device)
+        truth = load_lesions(s, names, it['full_shape'])
+        pooled.add(p, truth); one = LesionScores(names, thr).add(p, truth).result()
+        rows.append(dict(name=s.name, status='ok', **{f'{n}_{k}': one[n][k] for n in names for k in ('precision', 'recall', 'aupr', 'n_pos')}))
+        if log and (i + 1) % 5 == 0: log(f"{i + 1}/{len(samples)} images scored ({time.time() - t0:.0f} s)")
+    res = pooled.result()
+    m = dict(n=len(samples), scale=scale, infer_patch=patch, overlap=overlap, thr=thr,
+             **{f'{n}_{k}': res[n][k] for n in names for k in ('precision', 'recall', 'aupr', 'n_pos')})
+    return m, rows
 
 def evaluate_redseg_run(run_dir, dataset:str='idrid-seg', root=None, split:str='test',
-                        bs:int=2, patch:int=512, overlap:float=0.25, thr:float=0.5,
+                        bs:int=2, patch:int|None=None, overlap:float|None=None, thr:float|None=None,
                         cache_dir=None, device=None, n:int|None=None)->dict:
     "Pixel precision, recall and AUC-PR per lesion of a saved Red-Seg run on a catalog split."
     from fundus_bench.data.catalog import get_dataset
-    from fundus_bench.data.patches import evaluate_lesions
-    model,cfg = load_redseg_run(run_dir)
+    model, spec = load_redseg_run(run_dir, device or 'cpu')
     samples = get_dataset(dataset, root, split).samples()[:n]
-    scores,_ = evaluate_lesions(model, samples, cfg.get('scale', 1), patch, overlap, bs, thr, cache_dir=cache_dir, device=device)
-    return dict(dataset=dataset, split=split, n_images=len(samples), scale=cfg.get('scale', 1), scores=scores)
+    m, rows = evaluate_lesion_model(model, spec, samples, device, bs, None, patch, overlap, thr, cache_dir)
+    names = tuple(spec.get('channels') or NAMES)
+    scores = {c: {k: m[f'{c}_{k}'] for k in ('precision', 'recall', 'aupr', 'n_pos')} for c in names}
+    return dict(dataset=dataset, split=split, n_images=len(samples), scale=m['scale'], scores=scores, per_image=rows)
