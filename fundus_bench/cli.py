@@ -12,7 +12,7 @@ from .experiments import run_experiment, list_experiments, list_runs, parse_para
 # %% auto #0
 __all__ = ['CSV_FIELDS', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS', 'format_metrics', 'list_inputs', 'out_names', 'write_prediction',
            'write_csv', 'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'model_task',
-           'task_evaluator', 'parser', 'main']
+           'task_evaluator', 'read_names', 'select_names', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -229,6 +229,7 @@ def _add_evaluate(sub):
     p.add_argument('--dataset', required=True, help='catalog name, e.g. drishti-gs, refuge, drishti-gs1, synthetic')
     p.add_argument('--split', default='test', help='split name or alias (default test)')
     p.add_argument('--domain', help='keep one domain (e.g. a synthetic camera A, B or C)')
+    p.add_argument('--names', metavar='FILE_OR_LIST', help="keep these images only: a text file with one image name a line (e.g. a run's heldout_*.txt), or names separated by commas")
     p.add_argument('--out', help='folder for metrics.json and per_image.csv (default RUN_DIR/evaluate/NAME-SPLIT)')
 
 TASK_EVALUATORS = {   # model.json `task` -> 'module:function' scoring such a model on catalog samples
@@ -290,10 +291,26 @@ def _evaluate_task(args, task, ds, ss)->tuple:
     m, rows = task_evaluator(task)(model, spec, ss, device=args.device, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True))
     return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), **m), rows
 
+def read_names(v:str)->list:
+    "Image names from a file (one a line; blank lines and `#` comments skipped) or a comma-separated list."
+    p = Path(v)
+    if p.is_file(): lines = p.read_text().splitlines()
+    elif ',' in v or not any(c in v for c in '/\\'): lines = v.split(',')
+    else: raise DataNotFoundError(f"{v}: no such names file")
+    return [Path(o.split('#')[0].strip()).stem for o in lines if o.split('#')[0].strip()]
+
+def select_names(samples:list, names:list, where:str='')->list:
+    "The samples named in `names`, in that order; a name that matches no sample is an error."
+    by = {s.name: s for s in samples}
+    missing = [n for n in names if n not in by]
+    if missing: raise DataNotFoundError(f"{len(missing)} of {len(names)} names not found{where}: {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}")
+    return [by[n] for n in dict.fromkeys(names)]
+
 def _evaluate(args):
     task = model_task(args.model)
     ds = get_dataset(args.dataset, args.data, args.split)
     ss = [s for s in ds.samples() if args.domain is None or s.domain == args.domain]
+    if args.names: ss = select_names(ss, read_names(args.names), f' in {args.dataset} split {ds.split}')
     if not ss: raise DataNotFoundError(f"no images in {args.dataset} split {args.split} under {ds.base}")
     if task != 'discup':
         m, rows = _evaluate_task(args, task, ds, ss)
