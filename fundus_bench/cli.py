@@ -404,6 +404,8 @@ def parser()->argparse.ArgumentParser:
     rs = sub.add_parser('runs', help='list the run registry'); rs.add_argument('name', nargs='?'); rs.add_argument('--runs-dir', default='runs')
     _add_predict(sub); _add_evaluate(sub)
     _add_report(sub)
+    from fundus_bench.bench import add_bench_parser
+    add_bench_parser(sub)
     return ap
 
 def main(argv=None)->int:
@@ -417,6 +419,9 @@ def main(argv=None)->int:
         if args.cmd == 'runs': return _runs(args)
         if args.cmd == 'predict': return _predict(args)
         if args.cmd == 'evaluate': return _evaluate(args)
+        if args.cmd == 'bench':
+            from fundus_bench.bench import run_bench
+            return run_bench(args)
         if args.cmd == 'report': return _report(args)
         if args.cmd == 'run-all': return _run_all(args)
     except FundusBenchError as e:

@@ -108,6 +108,9 @@ def seg_dls(train:list,               # training `Sample`s
     if not train: raise DataNotFoundError("no training samples")
     if not valid: raise DataNotFoundError("no validation samples")
     tds, vds = SegDataset(train, size, aug, cache, seed), SegDataset(valid, size, None, cache)
+    if cache and num_workers > 0:   # fastai starts new workers every epoch: fill the caches first so that they inherit them
+        for ds in (tds, vds):
+            for i in range(len(ds)): ds.arrays(i)
     dev = default_device(device)
     return DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev,
                                   wif=reseed_augment, pin_memory=dev.type == 'cuda',
