@@ -11,7 +11,7 @@ from .core import *
 from .data.io import load_image, load_discup, read_lesion
 from .data.catalog import get_dataset
 from .data.preprocess import crop_box
-from .data.loaders import SegDataset, resize_pair, reseed_augment
+from .data.loaders import SegDataset, resize_pair, reseed_augment, dsets_dls
 from .infer import fov_square, locate_discs
 from .metrics import point_distance
 
@@ -50,9 +50,7 @@ def loc_dls(train:list, valid:list, size:int=256, bs:int=8, aug='gunet', num_wor
     if not train: raise DataNotFoundError("no training images with a disc mask")
     if not valid: raise DataNotFoundError("no validation images with a disc mask")
     tds, vds = LocDataset(train, size, aug, cache, seed), LocDataset(valid, size, None, cache)
-    dev = default_device(device)
-    return DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev, wif=reseed_augment,
-                                  pin_memory=dev.type == 'cuda', drop_last=(len(tds) > bs, False), **kwargs)
+    return dsets_dls(tds, vds, bs, num_workers, device, **kwargs)
 
 # %% ../nbs/41_locate.ipynb #c011
 def mask_centre(m:np.ndarray)->tuple:

@@ -13,7 +13,7 @@ from .io import load_image, load_discup
 from .augment import get_augment, apply_augment
 
 # %% auto #0
-__all__ = ['resize_pair', 'to_tensors', 'SegDataset', 'split_samples', 'reseed_augment', 'seg_dls']
+__all__ = ['resize_pair', 'to_tensors', 'SegDataset', 'split_samples', 'reseed_augment', 'dsets_dls', 'seg_dls']
 
 # %% ../../nbs/06_data.loaders.ipynb #c005
 def resize_pair(img:np.ndarray, msk:np.ndarray|None, size:int):
@@ -94,6 +94,18 @@ def reseed_augment(*args):
     if tfm is not None and hasattr(tfm, 'set_random_seed'): tfm.set_random_seed(info.seed % 2**32)
 
 # %% ../../nbs/06_data.loaders.ipynb #c017
+def dsets_dls(tds, vds,               # training and validation datasets of one item type
+              bs:int=8, num_workers:int=0, device=None, **kwargs)->DataLoaders:
+    "The workbench's `DataLoaders` over two datasets: augmentation reseeded per worker, pinned memory on CUDA, last partial training batch dropped."
+    if num_workers > 0:   # fastai starts new workers every epoch: fill in-memory caches first so that they inherit them
+        for ds in (tds, vds):
+            if getattr(ds, 'cache', False) and hasattr(ds, 'arrays'):
+                for i in range(len(ds)): ds.arrays(i)
+    dev = default_device(device)
+    return DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev, wif=reseed_augment,
+                                  pin_memory=dev.type == 'cuda', drop_last=(len(tds) > bs, False), **kwargs)
+
+# %% ../../nbs/06_data.loaders.ipynb #c018
 def seg_dls(train:list,               # training `Sample`s
             valid:list,               # validation `Sample`s
             size:int=256,             # square training size
@@ -108,10 +120,4 @@ def seg_dls(train:list,               # training `Sample`s
     if not train: raise DataNotFoundError("no training samples")
     if not valid: raise DataNotFoundError("no validation samples")
     tds, vds = SegDataset(train, size, aug, cache, seed), SegDataset(valid, size, None, cache)
-    if cache and num_workers > 0:   # fastai starts new workers every epoch: fill the caches first so that they inherit them
-        for ds in (tds, vds):
-            for i in range(len(ds)): ds.arrays(i)
-    dev = default_device(device)
-    return DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev,
-                                  wif=reseed_augment, pin_memory=dev.type == 'cuda',
-                                  drop_last=(len(tds) > bs, False), **kwargs)
+    return dsets_dls(tds, vds, bs, num_workers, device, **kwargs)

@@ -12,7 +12,7 @@ from fastai.data.core import DataLoaders
 from ..core import Sample, BadFileError, DataNotFoundError, default_device
 from .io import read_image, read_map, image_shape
 from .preprocess import fov_mask
-from .loaders import SegDataset, resize_pair, to_tensors, reseed_augment
+from .loaders import SegDataset, resize_pair, to_tensors, reseed_augment, dsets_dls
 
 # %% auto #0
 __all__ = ['SIGMAS', 'to_u8', 'vessel_map', 'hessian_eigs', 'torch_fov', 'torch_vesselness', 'vessel_key', 'cached_vessels',
@@ -211,6 +211,4 @@ def vessel_seg_dls(train:list, valid:list, size:int=256, bs:int=8, aug='gunet', 
     if not valid: raise DataNotFoundError("no validation samples")
     vk = dict(vessel_dir=vessel_dir, cache_dir=cache_dir, vessel_kw=vessel_kw)
     tds,vds = VesselSegDataset(train, size, aug, cache, seed, **vk),VesselSegDataset(valid, size, None, cache, **vk)
-    dev = default_device(device)
-    return DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev, wif=reseed_augment,
-                                  pin_memory=dev.type == 'cuda', drop_last=(len(tds) > bs, False), **kwargs)
+    return dsets_dls(tds, vds, bs, num_workers, device, **kwargs)

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_curve
 from ..core import *
 from ..data.io import load_image
 from ..data.augment import get_augment, apply_augment
-from ..data.loaders import reseed_augment, split_samples
+from ..data.loaders import reseed_augment, dsets_dls, split_samples
 from ..data.preprocess import resize_image
 from ..metrics import auroc
 from ..models.classify import GlaucomaClassifier, prep_tensor, get_prep, predict_glaucoma
@@ -104,9 +104,7 @@ def cls_dls(train:list, valid:list, size:int=224, prep:str='div255', bs:int=16, 
     if not train: raise DataNotFoundError("no training samples")
     if not valid: raise DataNotFoundError("no validation samples")
     tds, vds = ClsDataset(train, size, prep, aug, cache, seed), ClsDataset(valid, size, prep, None, cache)
-    dev = default_device(device)
-    return DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev, wif=reseed_augment,
-                                  pin_memory=dev.type == 'cuda', drop_last=(len(tds) > bs, False), **kwargs)
+    return dsets_dls(tds, vds, bs, num_workers, device, **kwargs)
 
 # %% ../../nbs/37_train.classify.ipynb #c015
 class RestartLR(Callback):

@@ -17,7 +17,7 @@ from fastai.callback.tracker import TerminateOnNaNCallback
 from ..core import *
 from ..data.io import load_image
 from ..data.augment import get_augment, apply_augment
-from ..data.loaders import reseed_augment
+from ..data.loaders import reseed_augment, dsets_dls
 from ..metrics import point_distance, disc_radius
 from ..models.fovea import FoveaNet, encode_points, decode_points, frame_image, to_input, from_input, predict_points
 from .core import get_opt, save_model, load_model
@@ -83,9 +83,7 @@ def point_dls(train:list, valid:list, point:str='fovea', size:int=256, stride:in
     if not valid: raise DataNotFoundError("no validation samples")
     tds = PointDataset(train, point, size, stride, frame, aug, cache, seed)
     vds = PointDataset(valid, point, size, stride, frame, None, cache)
-    dev = default_device(device)
-    return DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev, wif=reseed_augment,
-                                  pin_memory=dev.type == 'cuda', drop_last=(len(tds) > bs, False), **kwargs)
+    return dsets_dls(tds, vds, bs, num_workers, device, **kwargs)
 
 # %% ../../nbs/38_train.fovea.ipynb #c010
 class PointLoss(nn.Module):

@@ -14,7 +14,7 @@ import fastai.callback.schedule, fastai.callback.progress
 from ..core import *
 from ..data.io import load_image, load_discup
 from ..data.augment import get_augment, apply_augment
-from ..data.loaders import reseed_augment
+from ..data.loaders import reseed_augment, dsets_dls
 from ..models.rfnet import RFNet, letterbox, letterbox_masks, mask_box
 from .core import get_opt, fit_schedule
 from ..metrics import discup_scores, summarise, point_distance
@@ -59,9 +59,7 @@ def rfnet_dls(train:list, valid:list, # training and validation `Sample`s (whole
     if not train: raise DataNotFoundError("no training samples")
     if not valid: raise DataNotFoundError("no validation samples")
     tds,vds = DetDataset(train, size, aug, cache, seed),DetDataset(valid, size, None, cache)
-    dev = default_device(device)
-    return DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev, wif=reseed_augment,
-                                  pin_memory=dev.type == 'cuda', drop_last=(len(tds) > bs, False), **kwargs)
+    return dsets_dls(tds, vds, bs, num_workers, device, **kwargs)
 
 # %% ../../nbs/36_train.rfnet.ipynb #c012
 LOSS_PARTS = {'loss_objectness': 'rpn_obj', 'loss_rpn_box_reg': 'rpn_box', 'loss_classifier': 'cls',
