@@ -60,13 +60,14 @@ def test_killed_run_resumes_to_same_metrics(tmp_path, reference, sig):
     finally:
         if p.poll() is None: p.kill(); p.wait()
         log.close()
-    t = time.time()   # the kernel goes with its parent (stopped by the SIGTERM handler, or ipykernel's parent check)
+    t = time.time()   # the kernel goes with its parent (the SIGTERM handler, or the checkpoint callback's parent check)
     while any(pid_alive(k) for k in kernels) and time.time() - t < 30: time.sleep(0.2)
     assert not any(pid_alive(k) for k in kernels), 'orphan kernel left running'
 
     rd = the_run(tmp_path/'runs')
     ck = load_checkpoint(rd/'checkpoint.pth')
     assert 2 <= ck['epoch'] < EPOCHS, ck['epoch']          # interrupted mid-training, with a usable checkpoint
+    assert ck['epoch'] <= ep + 1, (ep, ck['epoch'])        # an orphaned kernel stops at its next batch, not epochs later
     assert not (rd/'metrics.json').exists()
     on_disk = read_json(rd/'run.json')
     if sig == signal.SIGTERM: assert rc == 130 and on_disk['status'] == 'interrupted' and 'SIGTERM' in on_disk['error']

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/32_train.checkpoint.ipynb #c002
 from __future__ import annotations
-import io, json, math, random, time
+import io, json, math, os, random, sys, time
 from pathlib import Path
 import numpy as np, torch
 from fastcore.foundation import L
@@ -14,7 +14,7 @@ from ..core import *
 
 # %% auto #0
 __all__ = ['CHECKPOINT', 'NonFiniteLossError', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'CheckpointCallback', 'fit_resumable']
+           'orphaned_kernel', 'CheckpointCallback', 'fit_resumable']
 
 # %% ../../nbs/32_train.checkpoint.ipynb #c005
 CHECKPOINT = 'checkpoint.pth'
@@ -84,7 +84,19 @@ def load_checkpoint(path, device='cpu')->dict:
         raise BadFileError(path, "not a training checkpoint (expected a dict with 'model' and 'epoch')")
     return ck
 
-# %% ../../nbs/32_train.checkpoint.ipynb #c011
+# %% ../../nbs/32_train.checkpoint.ipynb #c012
+def orphaned_kernel()->bool:
+    "True in a Jupyter kernel whose launching process has died (the kernel was re-parented)."
+    pp = os.environ.get('JPY_PARENT_PID', '')
+    return pp.isdigit() and int(pp) > 1 and os.getppid() != int(pp)
+
+def _exit_if_orphaned():
+    if orphaned_kernel():
+        print(f'fundus_bench: the process that started this kernel ({os.environ["JPY_PARENT_PID"]}) is gone; '
+              'stopping without writing', file=sys.stderr, flush=True)
+        os._exit(1)
+
+# %% ../../nbs/32_train.checkpoint.ipynb #c014
 class CheckpointCallback(Callback):
     "Save a resumable checkpoint after every completed epoch; restore one at the start of a resumed fit."
     order = 60   # after the Recorder (50), whose `after_epoch` records the epoch we save
@@ -108,6 +120,7 @@ class CheckpointCallback(Callback):
             sl = self.recorder.smooth_loss; sl.count, sl.val = ck['smooth_loss']['count'], ck['smooth_loss']['val'].clone()
             self.resume_from = None
 
+    def before_batch(self): _exit_if_orphaned()
     def before_validate(self): self._trained = True
     def after_loss(self):
         if not self.training: self._nval += 1
@@ -125,6 +138,7 @@ class CheckpointCallback(Callback):
                'metric_names': list(self.recorder.metric_names),
                'smooth_loss': {'count': sl.count, 'val': torch.as_tensor(sl.val)},
                'seconds': self.seconds_before + time.time() - self.t0}
+        _exit_if_orphaned()
         save_checkpoint(self.path, obj); self.saved.append(self.epoch + 1)
 
     def after_cancel_fit(self):
@@ -133,7 +147,7 @@ class CheckpointCallback(Callback):
             self.nonfinite = dict(epoch=self.epoch + 1, batch=self.iter + 1, n_batches=self.n_iter,
                                   training=self.training, value=float(torch.as_tensor(loss).detach().float().mean()))
 
-# %% ../../nbs/32_train.checkpoint.ipynb #c013
+# %% ../../nbs/32_train.checkpoint.ipynb #c016
 def _config(epochs, lr, kwargs)->dict:
     c = {'epochs': int(epochs), 'lr': None if lr is None else _plain(lr)}
     return c | {k: _plain(v) for k, v in kwargs.items() if isinstance(v, (int, float, str, bool, tuple, list, type(None)))}
