@@ -51,15 +51,21 @@ def overlay_contours(img:np.ndarray, truth:np.ndarray|None=None, pred:np.ndarray
             cv2.putText(out, s, org, cv2.FONT_HERSHEY_SIMPLEX, sc, c, max(1, int(sc)), cv2.LINE_AA)
     return out
 
-def image_grid(imgs:list, ncols:int=4, pad:int=4, size:int|None=None)->np.ndarray:
+def image_grid(imgs:list, ncols:int=4, pad:int=4, size:int|None=None,
+               titles:list|None=None)->np.ndarray: # a caption above each image (a white band of one text line)
     "Tile RGB uint8 images (resized to `size` squares if given) into one image."
     if size: imgs = [cv2.resize(i, (size, size), interpolation=cv2.INTER_AREA) for i in imgs]
+    if titles is not None and len(titles) != len(imgs): raise ValueError(f"{len(titles)} titles for {len(imgs)} images")
     h = max(i.shape[0] for i in imgs); w = max(i.shape[1] for i in imgs)
+    band = 0 if titles is None else max(14, min(40, w//20))
     nr = -(-len(imgs)//ncols)
-    out = np.full((nr*(h + pad) + pad, ncols*(w + pad) + pad, 3), 255, np.uint8)
+    out = np.full((nr*(h + band + pad) + pad, ncols*(w + pad) + pad, 3), 255, np.uint8)
     for k, im in enumerate(imgs):
-        r, c = divmod(k, ncols); y, x = pad + r*(h + pad), pad + c*(w + pad)
-        out[y:y + im.shape[0], x:x + im.shape[1]] = im
+        r, c = divmod(k, ncols); y, x = pad + r*(h + band + pad), pad + c*(w + pad)
+        out[y + band:y + band + im.shape[0], x:x + im.shape[1]] = im
+        if band:
+            sc = band/40
+            cv2.putText(out, str(titles[k]), (x + 2, y + int(band*0.75)), cv2.FONT_HERSHEY_SIMPLEX, sc, (0, 0, 0), max(1, round(sc*1.5)), cv2.LINE_AA)
     return out
 
 def save_png(img:np.ndarray, path)->Path:

@@ -34,14 +34,17 @@ def vgg_trunk(n_in:int=3, width:float=1.0, bn:bool=False)->tuple:
 
 # %% ../../nbs/23_models.redseg.ipynb #c007
 class Branch(nn.Module):
-    "Side outputs of some trunk blocks (1×1 convolution to one channel) and their fusion by a 1×1 convolution."
-    def __init__(self, blocks, # 1-based block numbers, e.g. (2, 3, 4)
-                 widths):      # channels of each trunk block
+    "Side outputs of some trunk blocks (1×1 convolution to `n_out` channels) and their fusion by a 1×1 convolution."
+    def __init__(self, blocks,     # 1-based block numbers, e.g. (2, 3, 4)
+                 widths,           # channels of each trunk block
+                 n_out:int=1):     # maps per side output (one per lesion for a shared, HED-style branch)
         super().__init__()
-        self.blocks = tuple(blocks)
-        self.side = nn.ModuleList([nn.Conv2d(widths[b - 1], 1, 1) for b in self.blocks])
-        self.fuse = nn.Conv2d(len(self.blocks), 1, 1)
-        nn.init.constant_(self.fuse.weight, 1/len(self.blocks)); nn.init.zeros_(self.fuse.bias)
+        self.blocks,self.n_out = tuple(blocks),n_out
+        self.side = nn.ModuleList([nn.Conv2d(widths[b - 1], n_out, 1) for b in self.blocks])
+        self.fuse = nn.Conv2d(len(self.blocks)*n_out, n_out, 1)
+        w = torch.zeros_like(self.fuse.weight)   # start as the mean of the side outputs of each channel
+        for c in range(n_out): w[c, c::n_out] = 1/len(self.blocks)
+        with torch.no_grad(): self.fuse.weight.copy_(w); self.fuse.bias.zero_()
     def forward(self, feats, size):
         sides = [F.interpolate(conv(feats[b - 1]), size=size, mode='bilinear', align_corners=False)
                  for conv,b in zip(self.side, self.blocks)]
@@ -55,16 +58,20 @@ class RedSeg(nn.Module):
                  ma=(2, 3, 4),           # trunk blocks fused by the microaneurysm branch
                  he=(3, 4, 5),           # trunk blocks fused by the haemorrhage branch
                  bn:bool|None=None,      # batch norm after each convolution (vgg16_bn layout); None: only without `vgg_weights`
-                 vgg_weights=None):      # optional VGG16 state dict (or a path to one) for the trunk
+                 vgg_weights=None,       # optional VGG16 state dict (or a path to one) for the trunk
+                 shared=None):           # blocks of one branch predicting both lesions (HED-style baseline, e.g. 1..5); replaces `ma`, `he`
         super().__init__()
         ma, he = tuple(int(o) for o in ma), tuple(int(o) for o in he)   # lists when rebuilt from model.json
-        for o in (*ma, *he):
+        self.shared = tuple(int(o) for o in shared) if shared else None
+        for o in (*ma, *he, *(self.shared or ())):
             if not 1 <= o <= 5: raise ValueError(f"trunk blocks are numbered 1 to 5, got {o}")
         if bn is None: bn = vgg_weights is None
         self.features,self.taps = vgg_trunk(n_in, width, bn)
         widths = [max(1, round(w*width)) for w,_ in VGG16]
-        self.ma,self.he = Branch(ma, widths),Branch(he, widths)
-        self.last = max(*ma, *he)   # deepest block needed
+        if self.shared: self.branch,self.last = Branch(self.shared, widths, len(NAMES)),max(self.shared)
+        else:
+            self.ma,self.he = Branch(ma, widths),Branch(he, widths)
+            self.last = max(*ma, *he)   # deepest block needed
         if vgg_weights is not None: load_vgg(self, vgg_weights)
     def trunk(self, x)->list:
         "Activations at the end of blocks conv1..conv`last`."
@@ -76,11 +83,15 @@ class RedSeg(nn.Module):
         return feats
     def forward(self, x):
         feats,size = self.trunk(x),x.shape[-2:]
-        (ms,mf),(hs,hf) = self.ma(feats, size),self.he(feats, size)
-        fused = torch.cat([mf, hf], 1)
+        if self.shared:
+            sides,fused = self.branch(feats, size)
+            ms,hs = [s[:, :1] for s in sides],[s[:, 1:2] for s in sides]
+        else:
+            (ms,mf),(hs,hf) = self.ma(feats, size),self.he(feats, size)
+            fused = torch.cat([mf, hf], 1)
         return dict(fused=fused, MA=ms, HE=hs) if self.training else fused
 
-# %% ../../nbs/23_models.redseg.ipynb #c013
+# %% ../../nbs/23_models.redseg.ipynb #c015
 def load_vgg(model:RedSeg, sd)->RedSeg:
     "Copy a torchvision-layout VGG16 state dict (or a path to one) into `model`'s trunk."
     if isinstance(sd, (str, Path)):

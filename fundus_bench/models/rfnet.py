@@ -163,10 +163,11 @@ class RFNetRoIHeads(RoIHeads):
                  mask_loss:nn.Module,               # loss on (N, 2, M, M) logits and targets
                  mask_size:int=56,
                  mask_pos_max:int|None=None,         # cap on the positive RoIs per image in the mask branch (None: all)
+                 mask_detections:int|None=1,         # at inference, masks for this many best boxes per image (None: all)
                  **kw):                              # `RoIHeads` settings (IoU thresholds, sampler, NMS...)
         super().__init__(box_roi_pool, box_head, box_predictor, **kw)
         self.mask_pool,self.mask_branch,self.mask_loss = mask_pool,mask_branch,mask_loss
-        self.mask_size,self.mask_pos_max = mask_size,mask_pos_max
+        self.mask_size,self.mask_pos_max,self.mask_detections = mask_size,mask_pos_max,mask_detections
     def mask_logits(self, features, boxes, image_size):
         return self.mask_branch(*self.mask_pool(features, boxes, image_size))
     def positives(self, proposals, labels, matched_idxs):
@@ -185,7 +186,11 @@ class RFNetRoIHeads(RoIHeads):
             loss_mask = self.mask_loss(logits, targ) if len(logits) else logits.sum()*0
             return [],dict(loss_classifier=loss_cls, loss_box_reg=loss_box, loss_mask=loss_mask)
         boxes,scores,labels = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
-        probs = torch.sigmoid(self.mask_logits(features, boxes, image_shapes[0])).split([len(b) for b in boxes])
+        order = [s.argsort(descending=True, stable=True) for s in scores]   # best first (NMS already sorts; made explicit)
+        boxes,scores,labels = [b[o] for b,o in zip(boxes, order)],[s[o] for s,o in zip(scores, order)],[l[o] for l,o in zip(labels, order)]
+        k = self.mask_detections
+        sel = [b[:k] for b in boxes] if k is not None else boxes
+        probs = torch.sigmoid(self.mask_logits(features, sel, image_shapes[0])).split([len(b) for b in sel])
         return [dict(boxes=b, scores=s, labels=l, masks=p) for b,s,l,p in zip(boxes, scores, labels, probs)],{}
 
 # %% ../../nbs/24_models.rfnet.ipynb #c025
@@ -223,7 +228,8 @@ class RFNet(nn.Module):
                  fg_iou:float=0.5,              # a RoI is positive at IoU >= fg_iou with the disc box
                  detections:int=10,             # boxes kept after NMS, on which the mask branch runs
                  nms_thresh:float=0.5, score_thresh:float=0.0,
-                 mask_pos_max:int|None=None):   # cap on the positive RoIs per image in the mask branch (None: all)
+                 mask_pos_max:int|None=None,    # cap on the positive RoIs per image in the mask branch (None: all)
+                 mask_detections:int|None=1):   # at inference, best boxes per image given a mask (None: all `detections`)
         cfg = {k: v for k,v in locals().items() if k not in ('self', '__class__')}   # every argument, for `model.json`
         super().__init__()
         self.config = cfg
@@ -247,12 +253,23 @@ class RFNet(nn.Module):
         if mask_head == 'rfnet':
             self.roi_heads = RFNetRoIHeads(*box, POOLINGS[pooling](mask_size, mask_size//2),
                                            MultiClassMaskBranch(fpn_ch, mask_ch, 2, n_coarse, n_fine),
-                                           get_loss(mask_loss, **(mask_loss_kw or {})), mask_size, mask_pos_max, **kw)
+                                           get_loss(mask_loss, **(mask_loss_kw or {})), mask_size, mask_pos_max, mask_detections, **kw)
         else:
             self.roi_heads = RoIHeads(*box, **kw, mask_roi_pool=MultiScaleRoIAlign(list(LEVELS), mask_size//2, 2),
                                       mask_head=MaskRCNNHeads(fpn_ch, [mask_ch]*4, 1), mask_predictor=MaskRCNNPredictor(mask_ch, mask_ch, n_cls))
         self.register_buffer('mean', torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer('std', torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+
+    def set_inference(self, proposals:int|None=None,   # RPN proposals kept per image (before and after NMS)
+                      detections:int|None=None,        # boxes kept after the box head's NMS
+                      mask_detections:int|None=-1):    # best boxes given a mask (None: all; -1: unchanged)
+        "Change the inference settings of a built (or trained) model: none of them touches a weight."
+        if proposals is not None:
+            self.rpn._pre_nms_top_n['testing'] = self.rpn._post_nms_top_n['testing'] = int(proposals); self.config['proposals'] = int(proposals)
+        if detections is not None: self.roi_heads.detections_per_img = self.config['detections'] = int(detections)
+        if mask_detections != -1 and hasattr(self.roi_heads, 'mask_detections'):
+            self.roi_heads.mask_detections = self.config['mask_detections'] = mask_detections
+        return self
 
     def features(self, x)->OrderedDict:
         if x.ndim != 4 or x.shape[1] != 3 or x.shape[-1] % 32 or x.shape[-2] % 32:
