@@ -163,11 +163,20 @@ class RFNetRoIHeads(RoIHeads):
                  mask_loss:nn.Module,               # loss on (N, 2, M, M) logits and targets
                  mask_size:int=56,
                  mask_pos_max:int|None=None,         # cap on the positive RoIs per image in the mask branch (None: all)
-                 mask_detections:int|None=1,         # at inference, masks for this many best boxes per image (None: all)
+                 mask_detections:int|None=None,      # at inference, masks for this many best boxes per image (None: all)
+                 mask_margin:float=0.,               # widen the mask branch's boxes by this share of their side on each side
                  **kw):                              # `RoIHeads` settings (IoU thresholds, sampler, NMS...)
         super().__init__(box_roi_pool, box_head, box_predictor, **kw)
         self.mask_pool,self.mask_branch,self.mask_loss = mask_pool,mask_branch,mask_loss
-        self.mask_size,self.mask_pos_max,self.mask_detections = mask_size,mask_pos_max,mask_detections
+        self.mask_size,self.mask_pos_max,self.mask_detections,self.mask_margin = mask_size,mask_pos_max,mask_detections,mask_margin
+    def widen(self, boxes:list)->list:
+        "Boxes `(x0, y0, x1, y1)` widened by `mask_margin` of their width and height on each side."
+        if not self.mask_margin: return boxes
+        out = []
+        for b in boxes:
+            d = (b[:, 2:] - b[:, :2])*self.mask_margin
+            out.append(torch.cat([b[:, :2] - d, b[:, 2:] + d], 1))
+        return out
     def mask_logits(self, features, boxes, image_size):
         return self.mask_branch(*self.mask_pool(features, boxes, image_size))
     def positives(self, proposals, labels, matched_idxs):
@@ -181,6 +190,7 @@ class RFNetRoIHeads(RoIHeads):
         if self.training:
             loss_cls,loss_box = fastrcnn_loss(class_logits, box_regression, labels, reg_targets)
             boxes,idxs = self.positives(proposals, labels, matched_idxs)
+            boxes = self.widen(boxes)
             logits = self.mask_logits(features, boxes, image_shapes[0])
             targ = mask_targets([t['masks'] for t in targets], boxes, idxs, logits.shape[-1])
             loss_mask = self.mask_loss(logits, targ) if len(logits) else logits.sum()*0
@@ -189,9 +199,9 @@ class RFNetRoIHeads(RoIHeads):
         order = [s.argsort(descending=True, stable=True) for s in scores]   # best first (NMS already sorts; made explicit)
         boxes,scores,labels = [b[o] for b,o in zip(boxes, order)],[s[o] for s,o in zip(scores, order)],[l[o] for l,o in zip(labels, order)]
         k = self.mask_detections
-        sel = [b[:k] for b in boxes] if k is not None else boxes
+        sel = self.widen([b[:k] for b in boxes] if k is not None else boxes)
         probs = torch.sigmoid(self.mask_logits(features, sel, image_shapes[0])).split([len(b) for b in sel])
-        return [dict(boxes=b, scores=s, labels=l, masks=p) for b,s,l,p in zip(boxes, scores, labels, probs)],{}
+        return [dict(boxes=b, scores=s, labels=l, masks=p, mask_boxes=w) for b,s,l,p,w in zip(boxes, scores, labels, probs, sel)],{}
 
 # %% ../../nbs/24_models.rfnet.ipynb #c025
 POOLINGS = {'ffp': FusionFeaturePooling, 'pyramid': PyramidFeaturePooling}
@@ -229,7 +239,8 @@ class RFNet(nn.Module):
                  detections:int=10,             # boxes kept after NMS, on which the mask branch runs
                  nms_thresh:float=0.5, score_thresh:float=0.0,
                  mask_pos_max:int|None=None,    # cap on the positive RoIs per image in the mask branch (None: all)
-                 mask_detections:int|None=1):   # at inference, best boxes per image given a mask (None: all `detections`)
+                 mask_detections:int|None=None, # at inference, best boxes per image given a mask (None: all `detections`, as the paper)
+                 mask_margin:float=0.):         # widen the mask branch's boxes by this share of their side on each side (rfnet head)
         cfg = {k: v for k,v in locals().items() if k not in ('self', '__class__')}   # every argument, for `model.json`
         super().__init__()
         self.config = cfg
@@ -253,7 +264,7 @@ class RFNet(nn.Module):
         if mask_head == 'rfnet':
             self.roi_heads = RFNetRoIHeads(*box, POOLINGS[pooling](mask_size, mask_size//2),
                                            MultiClassMaskBranch(fpn_ch, mask_ch, 2, n_coarse, n_fine),
-                                           get_loss(mask_loss, **(mask_loss_kw or {})), mask_size, mask_pos_max, mask_detections, **kw)
+                                           get_loss(mask_loss, **(mask_loss_kw or {})), mask_size, mask_pos_max, mask_detections, mask_margin, **kw)
         else:
             self.roi_heads = RoIHeads(*box, **kw, mask_roi_pool=MultiScaleRoIAlign(list(LEVELS), mask_size//2, 2),
                                       mask_head=MaskRCNNHeads(fpn_ch, [mask_ch]*4, 1), mask_predictor=MaskRCNNPredictor(mask_ch, mask_ch, n_cls))
@@ -305,22 +316,22 @@ class RFNet(nn.Module):
         return {**losses, 'probs': torch.stack([self.paste(d, x.shape[-2:]) for d in dets])}
 
     def planes(self, det:dict)->list:
-        "`[(box, score, (M, M) probabilities, offset)]` for disc and cup from one image's detections (None where nothing was found)."
+        "`[(box, score, (M, M) probabilities, offset, box the probabilities cover)]` for disc and cup from one image's detections (None where nothing was found)."
         if not len(det['scores']): return [None, None]
         if self.mask_head == 'rfnet':
-            i = int(det['scores'].argmax())
-            return [(det['boxes'][i], float(det['scores'][i]), det['masks'][i, c], 0.) for c in (0, 1)]
+            i = int(det['scores'].argmax()); mb = det.get('mask_boxes', det['boxes'])
+            return [(det['boxes'][i], float(det['scores'][i]), det['masks'][i, c], 0., mb[i]) for c in (0, 1)]
         out = []
         for c in (1, 2):
             j = torch.where(det['labels'] == c)[0]
             if not len(j): out.append(None); continue
             i = j[det['scores'][j].argmax()]
-            out.append((det['boxes'][i], float(det['scores'][i]), det['masks'][i, 0], 0.5))
+            out.append((det['boxes'][i], float(det['scores'][i]), det['masks'][i, 0], 0.5, det['boxes'][i]))
         return out
 
     def paste(self, det:dict, shape)->torch.Tensor:
         "The best detection's `[disc, cup]` probabilities pasted into an `shape` (H, W) frame: (2, H, W)."
-        return torch.stack([paste_mask(p[2], p[0], tuple(shape), p[3]) if p is not None else det['boxes'].new_zeros(tuple(shape))
+        return torch.stack([paste_mask(p[2], p[4], tuple(shape), p[3]) if p is not None else det['boxes'].new_zeros(tuple(shape))
                             for p in self.planes(det)])
 
 # %% ../../nbs/24_models.rfnet.ipynb #c033
@@ -372,6 +383,13 @@ def _predict_whole(self:RFNet, imgs:list, size:int|None=None, thr:float=0.5, tta
     "For each RGB uint8 image (any size): `dict(disc, cup, vcdr, box, center, confidence)` at the image's own size."
     S = int(size or self.size); dev = default_device(device)
     self.to(dev).eval()
+    heads = self.roi_heads; old_k = getattr(heads, 'mask_detections', None)
+    if hasattr(heads, 'mask_detections'): heads.mask_detections = 1   # the answer uses the best box only: skip the others' masks
+    try: return _predict_boxes(self, imgs, S, thr, tta, bs, dev)
+    finally:
+        if hasattr(heads, 'mask_detections'): heads.mask_detections = old_k
+
+def _predict_boxes(self, imgs, S, thr, tta, bs, dev)->list:
     views,out = (range(8) if tta else [0]),[]
     for k in range(0, len(imgs), bs):
         chunk = [np.asarray(im) for im in imgs[k:k + bs]]
@@ -385,7 +403,7 @@ def _predict_whole(self:RFNet, imgs:list, size:int|None=None, thr:float=0.5, tta
                 pl = self.planes(det)
                 for c,p in enumerate(pl):
                     if p is None: continue
-                    b = undihedral_box(p[0].tolist(), v, S)
+                    b = undihedral_box(p[4].tolist(), v, S)
                     a['p'][c] += paste_mask(undihedral(p[2], v), (b[0]/sx, b[1]/sy, b[2]/sx, b[3]/sy), a['p'].shape[1:], p[3])
                 if pl[0] is not None:
                     b = undihedral_box(pl[0][0].tolist(), v, S)
