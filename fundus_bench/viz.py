@@ -46,9 +46,11 @@ def overlay_contours(img:np.ndarray, truth:np.ndarray|None=None, pred:np.ndarray
     if text:
         sc = max(0.5, min(out.shape[:2])/600)
         for i, (s, c) in enumerate(lines):
-            org = (int(8*sc), int((i + 1)*26*sc))
-            cv2.putText(out, s, org, cv2.FONT_HERSHEY_SIMPLEX, sc, (0, 0, 0), max(1, int(3*sc)), cv2.LINE_AA)
-            cv2.putText(out, s, org, cv2.FONT_HERSHEY_SIMPLEX, sc, c, max(1, int(sc)), cv2.LINE_AA)
+            org, th, d = (int(8*sc), int((i + 1)*26*sc)), max(1, int(sc)), max(1, round(sc))
+            for dx in (-d, 0, d):   # a dark halo: the same glyphs shifted (a thicker stroke would also widen the advance)
+                for dy in (-d, 0, d):
+                    if dx or dy: cv2.putText(out, s, (org[0] + dx, org[1] + dy), cv2.FONT_HERSHEY_SIMPLEX, sc, (0, 0, 0), th, cv2.LINE_AA)
+            cv2.putText(out, s, org, cv2.FONT_HERSHEY_SIMPLEX, sc, c, th, cv2.LINE_AA)
     return out
 
 def image_grid(imgs:list, ncols:int=4, pad:int=4, size:int|None=None,
