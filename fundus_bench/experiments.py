@@ -40,8 +40,9 @@ def find_experiment(name:str, folder=None)->Path:
 
 # %% ../nbs/50_experiments.ipynb #c008
 def parse_value(v:str):
-    "A command-line value as YAML would read it (int, float, bool, null, list, mapping) or the string itself."
+    "A command-line value as YAML would read it (int, float, bool, null, list, mapping) or the string itself; Python's `None` is null too."
     if not isinstance(v, str): return v
+    if v.strip() == 'None': return None
     try: o = yaml.safe_load(v)
     except yaml.YAMLError: return v
     if isinstance(o, str):
