@@ -4,7 +4,7 @@
 
 # %% ../../nbs/34_train.adversarial.ipynb #c002
 from __future__ import annotations
-import math, torch, torch.nn as nn, torch.nn.functional as F
+import contextlib, math, torch, torch.nn as nn, torch.nn.functional as F
 from collections import defaultdict
 from fastcore.basics import store_attr
 from fastai.callback.core import Callback
@@ -17,8 +17,8 @@ from ..models.discriminator import Discriminator
 from .core import seg_learner, get_opt, step_sched
 
 # %% auto #0
-__all__ = ['ADAPT_KEYS', 'adv_loss', 'dis_loss', 'd_accuracy', 'AdaptTrainer', 'AdaptMetric', 'adapt_metrics', 'TargetScore',
-           'adapt_learner', 'fit_adapt']
+__all__ = ['ADAPT_KEYS', 'adv_loss', 'dis_loss', 'd_accuracy', 'bn_eval', 'AdaptTrainer', 'AdaptMetric', 'adapt_metrics',
+           'TargetScore', 'adapt_learner', 'fit_adapt']
 
 # %% ../../nbs/34_train.adversarial.ipynb #c005
 def adv_loss(disc:nn.Module, pt:torch.Tensor)->torch.Tensor: # discriminator, target probability maps (B,2,H,W)
@@ -38,6 +38,15 @@ def d_accuracy(a:torch.Tensor, source:bool)->torch.Tensor:
 # %% ../../nbs/34_train.adversarial.ipynb #c009
 ADAPT_KEYS = ('l_seg', 'l_adv', 'l_dis', 'd_acc_src', 'd_acc_tgt') # quantities recorded per epoch
 
+@contextlib.contextmanager
+def bn_eval(model:nn.Module, on:bool=True):
+    "Within the block, `model`'s batch-norm layers are in evaluation mode (running statistics used, not updated)."
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training] if on else []
+    for m in bns: m.eval()
+    try: yield
+    finally:
+        for m in bns: m.train()
+
 class AdaptTrainer(Callback):
     "Output-space adversarial adaptation: segmenter step on `L_seg + λ·L_adv`, then a discriminator step on `L_dis`."
     def __init__(self, disc:nn.Module,     # the discriminator (input: the segmenter's probability maps)
@@ -45,7 +54,9 @@ class AdaptTrainer(Callback):
                  opt_d='adam',             # discriminator's optimiser: name or fastai optimiser function
                  lr_d:float=1e-4,          # its learning rate (the paper: SGD 1e-6)
                  opt_d_kw:dict|None=None,  # keyword arguments of its optimiser (e.g. `mom`)
-                 adapt:bool=True):         # False: stage 1 (segmenter on the source only)
+                 adapt:bool=True,          # False: stage 1 (segmenter on the source only)
+                 target_bn:str='train'):   # batch norm on the target pass: 'train' (batch statistics, updates the running ones) or 'eval'
+        if target_bn not in ('train', 'eval'): raise ValueError(f"target_bn must be 'train' or 'eval', got {target_bn!r}")
         store_attr(); self.opt_disc = None; self.history = []
     def before_fit(self):
         self.disc.to(next(self.learn.model.parameters()).device)
@@ -62,7 +73,7 @@ class AdaptTrainer(Callback):
         self._log(l_seg=self.loss_grad.detach())
         if not self.adapt or self.xt is None: return
         self.disc.requires_grad_(False)
-        self.pt = self.learn.model(self.xt)
+        with bn_eval(self.learn.model, self.target_bn == 'eval'): self.pt = self.learn.model(self.xt)
         self.l_adv = adv_loss(self.disc, torch.sigmoid(self.pt.float()))
         self.learn.loss_grad = self.loss_grad + self.lambda_adv*self.l_adv
         self.learn.loss = self.learn.loss_grad.detach().clone()
@@ -113,6 +124,7 @@ def adapt_learner(dls,                        # `data.domains.domain_dls`: batch
                   segmenter:nn.Module|None=None, # a ready segmenter (e.g. a stage-1 model); default built from `arch`
                   disc:nn.Module|None=None,   # a ready discriminator; default `Discriminator(width=d_width)`
                   lambda_adv:float=0.01,      # weight of `L_adv`
+                  target_bn:str='train',      # batch norm on the target pass: 'train' or 'eval' (see `AdaptTrainer`)
                   lr_d:float=1e-4, opt_d='adam', opt_d_kw:dict|None=None, # the discriminator's optimiser
                   d_width:int=64,             # width of the default discriminator
                   arch:str='deeplabv3plus', arch_kw:dict|None=None, # the default segmenter
@@ -121,7 +133,7 @@ def adapt_learner(dls,                        # `data.domains.domain_dls`: batch
                   cbs=None, **kwargs)->Learner: # passed to `train.core.seg_learner`
     "A Learner for seed 001's output-space adversarial adaptation (stage 1 until `fit_adapt` switches)."
     disc = disc if disc is not None else Discriminator(width=d_width)
-    cb = AdaptTrainer(disc, lambda_adv, opt_d, lr_d, opt_d_kw, adapt=False)
+    cb = AdaptTrainer(disc, lambda_adv, opt_d, lr_d, opt_d_kw, adapt=False, target_bn=target_bn)
     metrics = list(metrics if metrics is not None else [DiscDice(), CupDice()]) + adapt_metrics()
     kwargs.setdefault('opt_kw', {'mom': 0.9, 'sqr_mom': 0.999})
     learn = seg_learner(dls, model=segmenter, loss_func=Seed001SegLoss(), metrics=metrics, cbs=[cb] + list(cbs or []),
