@@ -21,8 +21,9 @@ from ..metrics import DiscDice, CupDice
 from ..models.unet import GeneralizedUNet
 
 # %% auto #0
-__all__ = ['ARCHS', 'OPTS', 'SCHEDULES', 'save_weights', 'load_weights', 'lazy_arch', 'arch_name', 'build_model', 'save_model',
-           'load_model', 'get_opt', 'seg_learner', 'step_sched', 'fit_schedule', 'save_learner']
+__all__ = ['ARCHS', 'CHANNELS_LAST', 'OPTS', 'SCHEDULES', 'save_weights', 'load_weights', 'lazy_arch', 'to_channels_last',
+           'arch_name', 'build_model', 'save_model', 'load_model', 'get_opt', 'seg_learner', 'step_sched',
+           'fit_schedule', 'save_learner']
 
 # %% ../../nbs/30_train.core.ipynb #c005
 def save_weights(model:nn.Module, path)->Path:
@@ -60,6 +61,12 @@ ARCHS = {'unet': GeneralizedUNet,
 _ARCH_ALIASES = {'generalized_unet': 'unet', 'gunet': 'unet', 'deeplab': 'deeplabv3plus', 'deeplabv3+': 'deeplabv3plus',
                  'red_seg': 'redseg', 'rf_net': 'rfnet', 'efficientnet': 'classifier'}
 
+CHANNELS_LAST = {'unet', 'deeplabv3plus', 'dualbranch', 'redseg', 'classifier', 'fovea'}
+
+def to_channels_last(model:nn.Module)->nn.Module:
+    "`model` with its 4-d parameters and buffers in channels-last memory order (in place); values are unchanged."
+    return model.to(memory_format=torch.channels_last)
+
 def arch_name(arch:str)->str:
     "Canonical registry name of `arch` (case-insensitive, with a few aliases)."
     a = str(arch).lower().replace('-', '_')
@@ -72,7 +79,7 @@ def build_model(arch:str='unet', # a name in `ARCHS`
     "A freshly initialised model `arch` built with keyword arguments `kw`."
     return ARCHS[arch_name(arch)](**kw)
 
-# %% ../../nbs/30_train.core.ipynb #c011
+# %% ../../nbs/30_train.core.ipynb #c012
 def save_model(learn_or_model, # a fastai `Learner` or an `nn.Module`
                out_dir,        # folder receiving `model.pth` and `model.json`
                arch:str='unet', arch_kw:dict|None=None, # what `build_model` needs to rebuild the network
@@ -97,6 +104,7 @@ def _legacy_spec(d:Path)->dict:
 
 def load_model(path,        # a run folder, its `model.json`, or a `model.pth` with `model.json` beside it
                device=None, # `None`: CUDA when available
+               channels_last:bool=True, # channels-last convolution tensors for the architectures in `CHANNELS_LAST`
               )->tuple:
     "Rebuild the model described by `model.json`, load its weights safely; returns `(model, spec)`."
     path = Path(path)
@@ -112,9 +120,10 @@ def load_model(path,        # a run folder, its `model.json`, or a `model.pth` w
     if not wts.exists(): raise DataNotFoundError(f"{wts}: weights file missing")
     model = build_model(spec['arch'], **(spec.get('arch_kw') or {}))
     load_weights(model, wts, device='cpu')
+    if channels_last and spec['arch'] in CHANNELS_LAST: model = to_channels_last(model)
     return model.to(default_device(device)).eval(), spec
 
-# %% ../../nbs/30_train.core.ipynb #c014
+# %% ../../nbs/30_train.core.ipynb #c015
 OPTS = {'adam': Adam, 'sgd': SGD, 'rmsprop': RMSProp}   # fastai's Adam decouples weight decay (AdamW)
 
 def get_opt(opt='adam', # 'adam', 'sgd', 'rmsprop', or a fastai optimiser function
@@ -136,10 +145,12 @@ def seg_learner(dls, model:nn.Module|None=None, # a ready model (default: built 
                 opt_kw:dict|None=None,           # keyword arguments bound to the optimiser (e.g. `mom`)
                 lr:float=1e-3,                   # default learning rate of `fit*`
                 wd:float|None=None,              # weight decay (None: fastai's default)
+                channels_last:bool=True,         # convolution tensors in channels-last order (faster, same results)
                 **kwargs)->Learner:
     "A fastai `Learner` for multi-label `[disc, cup]` segmentation, wired from names."
     arch_kw = dict(arch_kw if arch_kw is not None else (unet_kw or {}))
     if model is None: model = build_model(arch, **arch_kw)
+    if channels_last: model = to_channels_last(model)
     metrics = metrics if metrics is not None else [DiscDice(), CupDice()]
     cbs = [TerminateOnNaNCallback()] + list(cbs or [])
     learn = Learner(dls, model, loss_func=loss_func if loss_func is not None else get_loss(loss, **(loss_kw or {})),
@@ -165,7 +176,7 @@ def fit_schedule(learn:Learner, epochs:int, lr:float|None=None, # None: the Lear
     if schedule == 'step': return learn.fit(epochs, lr, cbs=ParamScheduler({'lr': step_sched(lr, epochs, every, gamma)}))
     raise ValueError(f"unknown schedule {schedule!r}; known: {SCHEDULES}")
 
-# %% ../../nbs/30_train.core.ipynb #c016
+# %% ../../nbs/30_train.core.ipynb #c017
 @delegates(save_model, but=['arch', 'arch_kw'])
 def save_learner(learn:Learner, out_dir, **kwargs)->Path:
     "`save_model` for a Learner built by `seg_learner` (architecture and size taken from the Learner)."
