@@ -123,7 +123,13 @@ def list_runs(runs_dir='runs', name:str|None=None)->list:
 # %% ../nbs/50_experiments.ipynb #c013
 class _Interrupted(KeyboardInterrupt): pass
 
-def _raise_interrupt(signum, frame): raise _Interrupted(signal.Signals(signum).name)
+def _interrupt_handler(kids=()):
+    "SIGTERM handler: stop the notebook's kernel (children not in `kids`) first, then raise `_Interrupted`."
+    def _handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
+        _stop_children(exclude=kids, wait=2.)          # a kernel torn down by the client mid-reply prints a socket traceback
+        raise _Interrupted(signal.Signals(signum).name)
+    return _handler
 
 def run_experiment(name:str,              # experiment name (see `list_experiments`) or notebook path
                    params:dict|None=None, # papermill parameters overriding the notebook's
@@ -144,8 +150,8 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
     t0 = time.time()
     update_run(run_dir, experiment=exp, notebook=str(nb), status='running', started=datetime.datetime.now().isoformat(timespec='seconds'),
                git_commit=git_commit(), cwd=os.getcwd(), host=platform.node(), python=sys.version.split()[0], pid=os.getpid())
-    old = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     kids = _children()
+    old = signal.signal(signal.SIGTERM, _interrupt_handler(kids)) if _main_thread() else None
     try:
         _execute(pm, nb, run_dir/f'{exp}.ipynb', params, kernel, log_output, timeout)
     except (KeyboardInterrupt, _Interrupted) as e:
