@@ -12,7 +12,7 @@ from .core import *
 from .experiments import experiments_dir, list_experiments, run_experiment, new_run_dir, read_json
 
 # %% auto #0
-__all__ = ['OK_BODY', 'profile_path', 'load_profile', 'profile_params', 'run_all', 'tiny_experiment']
+__all__ = ['OK_BODY', 'profile_path', 'load_profile', 'profile_params', 'job_threads', 'run_all', 'tiny_experiment']
 
 # %% ../nbs/51_experiments.batch.ipynb #c005
 def profile_path(profile, folder=None)->Path:
@@ -44,7 +44,8 @@ def profile_params(prof:dict, exp:str, names=())->dict:
 # %% ../nbs/51_experiments.batch.ipynb #c008
 def _run_one(name:str, params:dict, runs_dir, timeout=None, log_output=False, env=None)->dict:
     "Run one experiment; never raises: returns `{'experiment', 'run_dir', 'status', 'seconds', 'error'}`."
-    if env: os.environ.update(env)
+    saved = {k: os.environ.get(k) for k in (env or {})}
+    os.environ.update(env or {})                      # the kernel inherits this environment
     t0 = time.time()
     rd = new_run_dir(name, runs_dir)
     try:
@@ -52,9 +53,21 @@ def _run_one(name:str, params:dict, runs_dir, timeout=None, log_output=False, en
         err = None
     except KeyboardInterrupt: raise
     except Exception as e: err = f'{type(e).__name__}: {str(e)[-500:]}'
+    finally:
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
     info = read_json(rd/'run.json', {}) or {}
     return dict(experiment=name, run_dir=str(rd), status=info.get('status', 'failed' if err else 'done'),
                 seconds=round(time.time() - t0, 1), error=info.get('error') or err)
+
+def job_threads(jobs:int=1,              # experiments run at once
+                threads:int|None=None,   # asked for explicitly (wins)
+                cores:int|None=None)->int|None: # CPU cores (default: `os.cpu_count()`)
+    "Torch CPU threads for each of `jobs` parallel experiments: `threads`, else the cores shared out; None for one job (torch's default)."
+    if threads: return max(1, int(threads))
+    if jobs <= 1: return None
+    return max(1, (cores or os.cpu_count() or 1)//jobs)
 
 def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or YAML path; None: the notebooks' defaults
             params:dict|None=None,  # parameters for every experiment, over the profile's
@@ -63,6 +76,7 @@ def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or 
             names=None,             # experiments to run (default: all)
             report='report.html',   # HTML report written at the end (None: none)
             timeout:int|None=None,  # seconds per cell
+            threads:int|None=None,  # torch CPU threads per experiment (None: `job_threads`, the cores shared out when `jobs > 1`)
             log=print)->dict:
     "Run every experiment (continuing past failures), then write the report; `{'runs': [...], 'report': path}`."
     exps = list(list_experiments())
@@ -72,6 +86,8 @@ def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or 
     prof = load_profile(profile)
     todo = [(n, profile_params(prof, n, exps) | dict(params or {})) for n in names]
     env = {'FUNDUS_BENCH_EXPERIMENTS': str(experiments_dir())}
+    thr = job_threads(jobs, threads)
+    if thr: env |= {'OMP_NUM_THREADS': str(thr), 'MKL_NUM_THREADS': str(thr)}
     res = []
     def done(r):
         res.append(r); log(f"[{len(res)}/{len(todo)}] {r['experiment']}: {r['status']} in {r['seconds']} s  {r['run_dir']}"
@@ -90,7 +106,7 @@ def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or 
         log(f'report: {out}')
     return dict(runs=res, report=out)
 
-# %% ../nbs/51_experiments.batch.ipynb #c010
+# %% ../nbs/51_experiments.batch.ipynb #c011
 def tiny_experiment(path, body:str='x = 1', params:str='n = 1\nout_dir = "."')->Path:
     "Write a minimal parameterised experiment notebook (for tests and demos)."
     import nbformat as nbf

@@ -346,6 +346,7 @@ def _add_report(sub):
     a.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[], help='papermill parameter for every experiment (repeatable)')
     a.add_argument('--runs-dir', default='runs', help='run registry root (default: ./runs)')
     a.add_argument('--jobs', type=int, default=1, help='experiments run at once, in separate processes (default 1)')
+    a.add_argument('--threads', type=int, help='torch CPU threads per experiment (default: the cores shared out among --jobs)')
     a.add_argument('--only', nargs='+', metavar='NAME', help='run these experiments only')
     a.add_argument('--out', default='report.html', help='HTML report written at the end (default ./report.html)')
 
@@ -356,7 +357,7 @@ def _report(args):
 
 def _run_all(args):
     from fundus_bench.batch import run_all
-    r = run_all(args.profile, parse_params(args.param), runs_dir=args.runs_dir, jobs=args.jobs, names=args.only, report=args.out)
+    r = run_all(args.profile, parse_params(args.param), runs_dir=args.runs_dir, jobs=args.jobs, names=args.only, report=args.out, threads=args.threads)
     return 0 if all(o['status'] == 'done' for o in r['runs']) else 1
 
 # %% ../nbs/70_cli.ipynb #c020

@@ -76,3 +76,22 @@ def test_report_cli(tiny_exps):
     assert r['report'] is None and r['runs'][0]['status'] == 'done'
     assert main(['report', r['runs'][0]['run_dir'], '--out', str(t/'one.html')]) == 0
     assert 'good' in (t/'one.html').read_text()
+
+
+THREADS_BODY = """import json, os, pathlib, torch
+pathlib.Path(out_dir, 'metrics.json').write_text(json.dumps({'omp': os.environ.get('OMP_NUM_THREADS'), 'torch': torch.get_num_threads()}))"""
+
+def test_run_all_shares_cores(tmp_path, monkeypatch):
+    "Parallel experiments each get their share of the cores as torch threads; `threads` wins; the caller's environment is restored."
+    from fundus_bench.batch import job_threads
+    ex = tmp_path/'exps'
+    tiny_experiment(ex/'00_a.ipynb', THREADS_BODY); tiny_experiment(ex/'01_b.ipynb', THREADS_BODY)
+    monkeypatch.setenv('FUNDUS_BENCH_EXPERIMENTS', str(ex)); monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    def seen(r): return [json.loads((Path(o['run_dir'])/'metrics.json').read_text()) for o in r['runs']]
+    want = job_threads(2)
+    r = run_all(None, runs_dir=tmp_path/'runs', jobs=2, report=None, log=lambda *a: None)
+    assert [o['status'] for o in r['runs']] == ['done', 'done']
+    assert seen(r) == [{'omp': str(want), 'torch': want}]*2
+    r = run_all(None, runs_dir=tmp_path/'runs', names=['a'], threads=1, report=None, log=lambda *a: None)
+    assert seen(r) == [{'omp': '1', 'torch': 1}]
+    import os; assert 'OMP_NUM_THREADS' not in os.environ      # a one-job run in this process leaves no trace
