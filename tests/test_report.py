@@ -1,5 +1,5 @@
 "The HTML report and the batch runner, on fake run folders and two tiny experiment notebooks."
-import json, re
+import json, os, re
 from pathlib import Path
 import pytest
 from fundus_bench.report import write_report, fake_run, data_fingerprint, run_data_root
@@ -94,4 +94,4 @@ def test_run_all_shares_cores(tmp_path, monkeypatch):
     assert seen(r) == [{'omp': str(want), 'torch': want}]*2
     r = run_all(None, runs_dir=tmp_path/'runs', names=['a'], threads=1, report=None, log=lambda *a: None)
     assert seen(r) == [{'omp': '1', 'torch': 1}]
-    import os; assert 'OMP_NUM_THREADS' not in os.environ      # a one-job run in this process leaves no trace
+    assert 'OMP_NUM_THREADS' not in os.environ      # a one-job run in this process leaves no trace

@@ -61,7 +61,7 @@ ARCHS = {'unet': GeneralizedUNet,
 _ARCH_ALIASES = {'generalized_unet': 'unet', 'gunet': 'unet', 'deeplab': 'deeplabv3plus', 'deeplabv3+': 'deeplabv3plus',
                  'red_seg': 'redseg', 'rf_net': 'rfnet', 'efficientnet': 'classifier'}
 
-CHANNELS_LAST = {'unet', 'deeplabv3plus', 'dualbranch', 'redseg', 'classifier', 'fovea'}
+CHANNELS_LAST = set(ARCHS) - {'rfnet'}   # converted on loading (RF-Net's detections differ between the two orders)
 
 def to_channels_last(model:nn.Module)->nn.Module:
     "`model` with its 4-d parameters and buffers in channels-last memory order (in place); values are unchanged."
