@@ -220,8 +220,8 @@ class RFNet(nn.Module):
     "RF-Net: MobileNet-v1 + FPN, one-class disc detection, FFP and a multi-class `[disc, cup]` mask branch."
     def __init__(self, size:int=512,            # training input size (square, a multiple of 32)
                  width_mult:float=1.0,          # MobileNet-v1 width multiplier α
-                 fpn_ch:int=256,                # channels of P2..P5
-                 box_ch:int=1024,               # width of the box head's two fully connected layers
+                 fpn_ch:int=128,                # channels of P2..P5 (torchvision's Mask R-CNN: 256)
+                 box_ch:int=512,                # width of the box head's two fully connected layers (torchvision's: 1024)
                  mask_ch:int=128,               # channels of the mask branch
                  pooling:str='ffp',             # 'ffp' (Fusion Feature Pooling) or 'pyramid' (one level per RoI)
                  mask_head:str='rfnet',         # 'rfnet' (multi-class branch) or 'maskrcnn' (the baseline)
