@@ -8,8 +8,8 @@ import numpy as np, cv2, torch, torch.nn as nn
 from scipy import ndimage as ndi
 
 # %% auto #0
-__all__ = ['largest_component', 'fill_holes', 'cup_inside_disc', 'threshold', 'fit_ellipse', 'clean_discup', 'dihedral',
-           'undihedral', 'tta_probs', 'ensemble_probs']
+__all__ = ['TTA_CPU_PIXELS', 'largest_component', 'fill_holes', 'cup_inside_disc', 'threshold', 'fit_ellipse', 'clean_discup',
+           'dihedral', 'undihedral', 'tta_max_batch', 'tta_probs', 'ensemble_probs']
 
 # %% ../nbs/12_postprocess.ipynb #c005
 _S8 = np.ones((3, 3), bool)
@@ -66,17 +66,28 @@ def undihedral(x:torch.Tensor, i:int)->torch.Tensor:
     x = torch.rot90(x, -(i % 4), dims=(-2, -1))
     return x.flip(-1) if i >= 4 else x
 
+TTA_CPU_PIXELS = 4*128*128   # on a CPU, at most this many pixels per TTA pass (see below)
+
+def tta_max_batch(xb:torch.Tensor)->int|None:
+    "Images per forward pass `tta_probs` uses by default for `xb`: all views at once on a GPU, `TTA_CPU_PIXELS` worth on a CPU."
+    if xb.device.type != 'cpu': return None
+    return max(1, TTA_CPU_PIXELS // (xb.shape[-1]*xb.shape[-2]))
+
 @torch.no_grad()
 def tta_probs(model:nn.Module, xb:torch.Tensor, # a batch (B, 3, H, W)
-              views=range(8))->torch.Tensor:     # which dihedral views to average
+              views=range(8),                    # which dihedral views to average
+              max_batch:int|None|str='auto')->torch.Tensor: # images per forward pass ('auto': `tta_max_batch`; None: all views in one)
     "Sigmoid probabilities (B, C, H, W) averaged over the dihedral views of `xb`."
     views, b = list(views), xb.shape[0]
+    if max_batch == 'auto': max_batch = tta_max_batch(xb)
+    per = len(views) if max_batch is None else max(1, int(max_batch) // b)   # whole views per pass
     groups = [views] if xb.shape[-1] == xb.shape[-2] else [[v for v in views if v % 2 == o] for o in (0, 1)]
     tot = 0
     for g in groups:
-        if not g: continue
-        pb = torch.sigmoid(model(torch.cat([dihedral(xb, i) for i in g])).float())
-        tot = tot + sum(undihedral(pb[j*b:(j + 1)*b], i) for j, i in enumerate(g))
+        for k in range(0, len(g), per):
+            c = g[k:k + per]
+            pb = torch.sigmoid(model(torch.cat([dihedral(xb, i) for i in c])).float())
+            tot = tot + sum(undihedral(pb[j*b:(j + 1)*b], i) for j, i in enumerate(c))
     return tot/len(views)
 
 @torch.no_grad()
