@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib, math, torch, torch.nn as nn, torch.nn.functional as F
 from collections import defaultdict
 from fastcore.basics import store_attr
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelBackwardException, CancelStepException
 from fastai.callback.schedule import ParamScheduler
 from fastai.learner import Learner, Metric
 from ..core import *
@@ -55,9 +55,12 @@ class AdaptTrainer(Callback):
                  lr_d:float=1e-4,          # its learning rate (the paper: SGD 1e-6)
                  opt_d_kw:dict|None=None,  # keyword arguments of its optimiser (e.g. `mom`)
                  adapt:bool=True,          # False: stage 1 (segmenter on the source only)
-                 target_bn:str='train'):   # batch norm on the target pass: 'train' (batch statistics, updates the running ones) or 'eval'
+                 target_bn:str='train',    # batch norm on the target pass: 'train' (batch statistics, updates the running ones) or 'eval'
+                 warmup:bool=False):       # discriminator warm-up: only the discriminator learns (the segmenter frozen, in eval mode)
         if target_bn not in ('train', 'eval'): raise ValueError(f"target_bn must be 'train' or 'eval', got {target_bn!r}")
         store_attr(); self.opt_disc = None; self.history = []
+    @property
+    def trains_disc(self)->bool: return self.adapt or self.warmup
     def before_fit(self):
         self.disc.to(next(self.learn.model.parameters()).device)
         if self.opt_disc is None: self.opt_disc = get_opt(self.opt_d, **(self.opt_d_kw or {}))(list(self.disc.parameters()), lr=self.lr_d)
@@ -68,28 +71,38 @@ class AdaptTrainer(Callback):
     def before_batch(self):
         self.xt, self.last = (self.xb[1] if len(self.xb) > 1 else None), {}
         self.learn.xb = self.xb[:1]
+        if self.warmup and self.training: self.learn.model.eval()   # fastai sets train mode each epoch; no statistics move
     def after_loss(self):
         if not self.training: return
         self._log(l_seg=self.loss_grad.detach())
+        if self.warmup:
+            if self.xt is not None:
+                with torch.no_grad(): self.pt = self.learn.model(self.xt)
+            return
         if not self.adapt or self.xt is None: return
         self.disc.requires_grad_(False)
         with bn_eval(self.learn.model, self.target_bn == 'eval'): self.pt = self.learn.model(self.xt)
         self.l_adv = adv_loss(self.disc, torch.sigmoid(self.pt.float()))
         self.learn.loss_grad = self.loss_grad + self.lambda_adv*self.l_adv
         self.learn.loss = self.learn.loss_grad.detach().clone()
+    def before_backward(self):
+        if self.warmup: raise CancelBackwardException()
+    def before_step(self):
+        if self.warmup: raise CancelStepException()
     def after_step(self):
-        if not self.adapt or self.xt is None: return
+        if not self.trains_disc or self.xt is None: return
         self.disc.requires_grad_(True)
         a_s, a_t = self.disc(torch.sigmoid(self.pred.detach().float())), self.disc(torch.sigmoid(self.pt.detach().float()))
         l_dis = dis_loss(a_s, a_t)
         self.opt_disc.zero_grad(); l_dis.backward(); self.opt_disc.step(); self.opt_disc.zero_grad()
-        self._log(l_adv=self.l_adv.detach(), l_dis=l_dis.detach(), d_acc_src=d_accuracy(a_s, True), d_acc_tgt=d_accuracy(a_t, False))
+        if not self.warmup: self._log(l_adv=self.l_adv.detach())
+        self._log(l_dis=l_dis.detach(), d_acc_src=d_accuracy(a_s, True), d_acc_tgt=d_accuracy(a_t, False))
     def epoch_value(self, key:str)->float:
         "Mean of `key` over this epoch's training batches (NaN when not computed, e.g. `l_adv` in stage 1)."
         n = getattr(self, 'counts', {}).get(key, 0)
         return self.sums[key]/n if n else float('nan')
     def after_epoch(self):
-        self.history.append(dict(stage=2 if self.adapt else 1, epoch=self.epoch,
+        self.history.append(dict(stage='d-warmup' if self.warmup else 2 if self.adapt else 1, epoch=self.epoch,
                                  **{k: self.epoch_value(k) for k in ADAPT_KEYS}))
 
 # %% ../../nbs/34_train.adversarial.ipynb #c011
@@ -143,13 +156,17 @@ def adapt_learner(dls,                        # `data.domains.domain_dls`: batch
 
 def fit_adapt(learn:Learner, seg_epochs:int, adapt_epochs:int, # epochs of stage 1 (source only) and stage 2
               lr:float|None=None,             # segmenter's learning rate (None: the Learner's)
-              every:int=20, gamma:float=0.8): # step schedule: × `gamma` every `every` epochs
-    "Stage 1 then stage 2 of seed 001's training; returns `learn.adapt_trainer.history` (per epoch: stage, loss parts, D accuracies, losses and metrics)."
+              every:int=20, gamma:float=0.8,  # step schedule: × `gamma` every `every` epochs
+              d_warmup:int=0):                # epochs training the discriminator alone before stage 2 (when there is one)
+    "Stage 1, discriminator warm-up, stage 2 of seed 001's training; returns `learn.adapt_trainer.history` (per epoch: stage, loss parts, D accuracies, losses and metrics)."
     cb, lr = learn.adapt_trainer, lr if lr is not None else learn.lr
-    for adapt, n in ((False, seg_epochs), (True, adapt_epochs)):
-        cb.adapt = adapt
-        if not n: continue
-        learn.fit(n, lr, cbs=ParamScheduler({'lr': step_sched(lr, n, every, gamma)}))
-        names = learn.recorder.metric_names[1:-1]
-        for h, v in zip(cb.history[-n:], learn.recorder.values): h.update({k: float(o) for k, o in zip(names, v) if k not in h})
+    phases = ((False, False, seg_epochs), (False, True, d_warmup if adapt_epochs else 0), (True, False, adapt_epochs))
+    try:
+        for adapt, warm, n in phases:
+            cb.adapt, cb.warmup = adapt, warm
+            if not n: continue
+            learn.fit(n, lr, cbs=ParamScheduler({'lr': step_sched(lr, n, every, gamma)}))
+            names = learn.recorder.metric_names[1:-1]
+            for h, v in zip(cb.history[-n:], learn.recorder.values): h.update({k: float(o) for k, o in zip(names, v) if k not in h})
+    finally: cb.warmup = False
     return cb.history
