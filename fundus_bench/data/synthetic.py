@@ -18,6 +18,7 @@ DOMAINS = {
     'A': dict(gain=(1.00, 1.00, 1.00), bright=1.00, contrast=1.00, gamma=1.00, blur=0.0, noise=0.000, fov=0.47, clip=0.00),
     'B': dict(gain=(0.80, 1.00, 0.95), bright=0.72, contrast=0.85, gamma=1.15, blur=1.6, noise=0.003, fov=0.49, clip=0.07),
     'C': dict(gain=(1.10, 0.82, 0.72), bright=1.22, contrast=1.10, gamma=0.90, blur=0.5, noise=0.000, fov=0.41, clip=0.00),
+    'D': dict(gain=(0.70, 0.90, 1.10), bright=0.60, contrast=0.60, gamma=1.50, blur=3.0, noise=0.020, fov=0.49, clip=0.00),
 }
 
 # %% ../../nbs/03_data.synthetic.ipynb #c008
