@@ -251,7 +251,9 @@ def to_layout(x:torch.Tensor, channels_last:bool=False)->torch.Tensor:
 def prepare(model:nn.Module, device=None, channels_last:bool=False, compile:bool=False)->nn.Module:
     "`model` on `device`, in channels-last layout and compiled (in place) on request."
     model = model.to(default_device(device))
-    if channels_last: model = model.to(memory_format=torch.channels_last)
+    if channels_last:
+        from fundus_bench.train.core import to_channels_last
+        model = to_channels_last(model)
     if compile: model.compile()
     return model
 
@@ -266,7 +268,9 @@ class Autocast(Callback):
 class ChannelsLastInput(Callback):
     "Model and input batches in channels-last layout."
     order = -1
-    def before_fit(self): self.learn.model.to(memory_format=torch.channels_last)
+    def before_fit(self):
+        from fundus_bench.train.core import to_channels_last
+        to_channels_last(self.learn.model)
     def before_batch(self): self.learn.xb = tuple(to_layout(x, True) for x in self.xb)
 
 def speed_up(learn:Learner,
