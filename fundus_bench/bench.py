@@ -26,11 +26,11 @@ __all__ = ['PEAK_TFLOPS', 'DEFAULT_SIZES', 'REFERENCE_OF', 'AMP_DTYPES', 'TRAIN_
            'prepare', 'Autocast', 'ChannelsLastInput', 'speed_up', 'auto_infer', 'infer_fn', 'bench_infer',
            'SkipValidation', 'train_data', 'plain_epoch', 'fastai_learner', 'fastai_epoch', 'plain_trainer',
            'auto_train', 'train_fns', 'bench_train', 'bench_row', 'measure', 'model_rows', 'sequential_tta',
-           'bench_tta', 'cudnn_benchmark', 'speedup_variants', 'bench_speedups', 'pipeline_samples', 'fill_cache',
-           'bench_data', 'idrid_sample', 'bench_decode', 'bench_growth', 'env_info', 'peak_rows', 'bench',
-           'results_table', 'format_table', 'save_bench', 'ShardDL', 'DDPTrainer', 'ddp_ctx', 'rank0_diff',
-           'train_distributed', 'train_distributed_demo', 'add_bench_parser', 'run_bench', 'add_distributed_parser',
-           'run_distributed', 'main']
+           'bench_tta', 'bench_tta_library', 'cudnn_benchmark', 'speedup_variants', 'bench_speedups',
+           'pipeline_samples', 'fill_cache', 'bench_data', 'idrid_sample', 'bench_decode', 'bench_growth', 'env_info',
+           'peak_rows', 'bench', 'results_table', 'format_table', 'save_bench', 'ShardDL', 'DDPTrainer', 'ddp_ctx',
+           'rank0_diff', 'train_distributed', 'train_distributed_demo', 'add_bench_parser', 'run_bench',
+           'add_distributed_parser', 'run_distributed', 'main']
 
 # %% ../nbs/60_bench.ipynb #c006
 def load1()->float|None:
@@ -551,6 +551,36 @@ def bench_tta(model:nn.Module, size:int=128, bs:int=1, device=None, repeats:int=
                      ts['batched']['load'], note)
 
 # %% ../nbs/60_bench.ipynb #c039
+def bench_tta_library(model:nn.Module, size:int=128, bs:int=1, device=None, repeats:int=3, warmup:int=1,
+                      name:str='', precisions=('fp32', 'bf16'))->list:
+    "Rows: s/image of dihedral TTA as `infer.predict_probs` runs it (prepared copy, default passes) beside 8 sequential fp32 passes of `model` as given."
+    from fundus_bench.postprocess import tta_probs, inference_model, precision_ctx, cpu_bf16_native
+    dev = default_device(device); model = model.to(dev).eval()
+    fast = inference_model(model, dev)
+    x0 = torch.rand(bs, 3, size, size, device=dev)
+    with torch.inference_mode(): o = model(x0[:1])
+    if not (isinstance(o, torch.Tensor) and o.ndim == 4 and o.shape[-2:] == x0.shape[-2:]):
+        raise ValueError("dihedral TTA applies to dense (B, C, H, W) outputs at the input size")
+    xf = x0.contiguous(memory_format=torch.channels_last) if fast.fast_channels_last else x0
+    ok = [p for p in precisions if p == 'fp32' or dev.type == 'cuda' or (p == 'bf16' and cpu_bf16_native())]
+    def lib(p):
+        def f():
+            with torch.inference_mode(), precision_ctx(dev, p): return tta_probs(fast, xf)
+        return f
+    seq = lambda: sequential_tta(model, x0)
+    ref = seq()
+    for p in ok:
+        err = (lib(p)() - ref).abs().max().item()
+        if err > (1e-4 if p == 'fp32' else 2e-2): raise AssertionError(f"library TTA in {p} and sequential TTA differ by {err}")
+    fns = {'sequential': seq, **{p: lib(p) for p in ok}}
+    ts = timeit_many(fns, repeats, warmup, dev)
+    what = 'folded batch norms' + (', channels-last' if fast.fast_channels_last else '') + ", tta_probs' passes"
+    return [bench_row(name, f'dihedral TTA s/image as predict_probs runs it, {p}, batch {bs}, {size} px', ts[p]['median']/bs, 's',
+                      '8 sequential fp32 passes, model as given', ts['sequential']['median']/bs, paired_ratio(ts, 'sequential', p),
+                      ts[p]['load'], f'{what}; ratio = sequential time / library time' + ('; not exact' if p != 'fp32' else ''))
+            for p in ok]
+
+# %% ../nbs/60_bench.ipynb #c042
 @contextlib.contextmanager
 def cudnn_benchmark(on:bool=True):
     "Let cuDNN time its convolution algorithms for each new input shape and keep the fastest (inside the block)."
@@ -614,7 +644,7 @@ def bench_speedups(spec:BenchSpec, device=None, bs:int=4, n_batches:int=2, repea
                                   paired_ratio(tt, base, lbl), tt[lbl]['load'], 'ratio = baseline time / time with it'))
     return rows
 
-# %% ../nbs/60_bench.ipynb #c042
+# %% ../nbs/60_bench.ipynb #c045
 def pipeline_samples(root=None, n:int=16)->tuple:
     "`(samples, source)`: up to `n` REFUGE (else Drishti-GS) crops under `root`, else the embedded synthetic crops."
     from fundus_bench.data.catalog import get_dataset
@@ -659,7 +689,7 @@ def bench_data(samples:list, size:int=512, aug:str='gunet', bs:int=8, workers=(0
             del dls; gc.collect()
     return rows
 
-# %% ../nbs/60_bench.ipynb #c045
+# %% ../nbs/60_bench.ipynb #c048
 def idrid_sample(root=None):
     "The first IDRiD lesion-segmentation training sample under `root`, else the first synthetic whole image."
     from fundus_bench.data.catalog import get_dataset
@@ -693,7 +723,7 @@ def bench_decode(sample:Sample, scale:int=4, repeats:int=3, source:str='')->list
                               paired_ratio(ts, 'reduced', 'decode'), ts['reduced']['load'], src + '; ratio = reduced time / full time'))
     return rows
 
-# %% ../nbs/60_bench.ipynb #c048
+# %% ../nbs/60_bench.ipynb #c051
 def _growth_rows(spec:BenchSpec, axis:str, unit:str, cases:list, fig:dict, ts:dict, mem:dict, bs:int)->list:
     "Rows of one growth axis: each case's time (`ts`, round-robin) and memory (`mem`) beside the first case's."
     rows, c0 = [], cases[0]
@@ -742,7 +772,7 @@ def bench_growth(spec:BenchSpec, sizes=(256, 512, 1024), # image sides
         rows += _growth_rows(spec, axis, unit, cases, fig, ts, mem, bs)
     return rows
 
-# %% ../nbs/60_bench.ipynb #c051
+# %% ../nbs/60_bench.ipynb #c054
 def env_info(device=None)->dict:
     "What a benchmark ran on: versions, device, threads, load average."
     dev = default_device(device)
@@ -805,6 +835,8 @@ def bench(models=None,            # architecture names (default: all of `ARCHS`)
         if tta:
             try: rows.append(bench_tta(_fresh(spec, dev, channels_last), spec.size, 1, dev, repeats, warmup, a, amp, channels_last))
             except Exception as e: notes.append(f'{a} TTA: skipped ({_err(e)})')
+            try: rows += bench_tta_library(_fresh(spec, dev, False), spec.size, 1, dev, repeats, warmup, a)
+            except Exception as e: notes.append(f'{a} library TTA: skipped ({_err(e)})')
         if speedups and a in ('unet', 'deeplabv3plus'):
             rows += bench_speedups(spec, dev, bs if dev.type == 'cuda' else min(bs, 4), n_batches, repeats, warmup, amps=('bf16', 'fp16') if dev.type == 'cuda' else ('bf16',), compile=compile)
     if dev.type == 'cuda' and ms:
@@ -829,7 +861,7 @@ def bench(models=None,            # architecture names (default: all of `ARCHS`)
     info['load_end'] = load1()
     return dict(env=info, rows=rows, growth=grows, notes=notes)
 
-# %% ../nbs/60_bench.ipynb #c055
+# %% ../nbs/60_bench.ipynb #c058
 def results_table(rows:list):
     "The rows as a pandas DataFrame."
     import pandas as pd
@@ -846,7 +878,7 @@ def save_bench(res:dict, path)->Path:
     "Write the results of `bench` as JSON (atomically)."
     return atomic_write_json(path, res)
 
-# %% ../nbs/60_bench.ipynb #c058
+# %% ../nbs/60_bench.ipynb #c061
 from operator import attrgetter
 from fastai.data.core import TfmdDL
 from fastai.data.load import _FakeLoader
@@ -921,7 +953,7 @@ def ddp_ctx(learn:Learner, backend:str|None=None, sync_bn:bool|None=None):
         if cb: learn.remove_cb(cb)
         if own: dist.destroy_process_group()
 
-# %% ../nbs/60_bench.ipynb #c062
+# %% ../nbs/60_bench.ipynb #c065
 def rank0_diff(model:nn.Module)->float:
     "Largest absolute difference between this process's parameters and rank 0's."
     flat = torch.cat([p.detach().flatten() for p in model.parameters()]); ref = flat.clone()
@@ -980,7 +1012,7 @@ def train_distributed_demo(world_size:int=2, # processes
     diff = max(float((sds[r][k].float() - sds[0][k].float()).abs().max()) for r in range(1, world_size) for k in params)
     return dict(ranks=ranks, max_weight_diff=diff, seconds=round(time.time() - t0, 1), state_dicts=sds)
 
-# %% ../nbs/60_bench.ipynb #c064
+# %% ../nbs/60_bench.ipynb #c067
 def _kw_pair(s:str)->tuple:
     name, _, js = s.partition('=')
     try: return name, json.loads(js)

@@ -210,6 +210,8 @@ def _model_opts(p):
     p.add_argument('--model', required=True, metavar='RUN_DIR', help='run folder (or model.json / model.pth) of a [disc, cup] model')
     p.add_argument('--locator', metavar='RUN_DIR', help='run folder of a disc locator (disc_locator experiment): the images are whole fundus photographs')
     p.add_argument('--tta', action='store_true', help='average the 8 flips and rotations')
+    p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
+                   help='bf16/fp16: mixed precision, faster on hardware with those instructions and not exact (default fp32)')
     p.add_argument('--crop', type=float, help="disc crop side: fraction of the field of view (<= 1) or pixels (default: the model's)")
     p.add_argument('--thr', type=float, help='threshold of disc and cup (default: the model\'s, else 0.5)')
     p.add_argument('--bs', type=int, default=4, help='images held and predicted at a time (default 4)')
@@ -263,7 +265,7 @@ def _load_models(args)->tuple:
     if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
         raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
     kw = dict(seg_size=spec['size'], crop=args.crop or spec['crop'], thr=args.thr or spec.get('thr') or 0.5,
-              tta=args.tta, device=args.device)
+              tta=args.tta, device=args.device, precision=None if args.precision == 'fp32' else args.precision)
     loc = None
     if args.locator:
         loc, lspec = load_predictor(args.locator, args.device)
@@ -321,7 +323,7 @@ def _evaluate(args):
     if any(s.encoding not in ('ternary', 'softmap', 'binary') for s in ss):
         raise FundusBenchError(f"{args.dataset} has no disc/cup ground truth to evaluate against")
     m, rows = evaluate_samples(ss, seg, loc, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True), **kw)
-    m = dict(task='discup', dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), locator=args.locator, tta=args.tta,
+    m = dict(task='discup', dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), locator=args.locator, tta=args.tta, precision=args.precision,
              **{k: v for k, v in kw.items() if k in ('seg_size', 'loc_size', 'crop', 'thr')}, **m)
     return _write_evaluation(args, ds, m, rows)
 

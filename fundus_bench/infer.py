@@ -9,7 +9,7 @@ from .core import *
 from .data.io import load_image, load_discup
 from .data.loaders import resize_pair, to_tensors
 from .postprocess import clean_discup
-from .postprocess import ensemble_probs
+from .postprocess import ensemble_probs, inference_model, precision_ctx
 from .metrics import discup_scores, disc_radius
 
 # %% auto #0
@@ -20,30 +20,36 @@ __all__ = ['SYNTHETIC_CROP', 'REAL_CROP', 'predict_probs', 'evaluate_discup', 'f
 @torch.inference_mode()
 def predict_probs(model:nn.Module|None, imgs:list, size:int=256, bs:int=8, device=None,
                   tta:bool=False,            # average the 8 dihedral views (`postprocess.tta_probs`)
-                  models:list|None=None)->list: # more models to ensemble with `model` (probabilities averaged)
+                  models:list|None=None, # more models to ensemble with `model` (probabilities averaged)
+                  fast:bool=True,            # run copies prepared by `postprocess.inference_model`
+                  precision:str|None=None)->list: # None/'fp32', 'bf16' or 'fp16' (autocast; not exact)
     "Sigmoid probabilities (C,H,W) float32 for each uint8 image in `imgs`, at each image's own size."
     dev = default_device(device)
     ms = (list(model) if isinstance(model, (list, tuple)) else [model] if model is not None else []) + list(models or [])
     if not ms: raise ValueError("predict_probs needs a model (or `models`)")
-    ms = [m.to(dev).eval() for m in ms]
+    ms = [inference_model(m, dev) if fast else m.to(dev).eval() for m in ms]
+    cl = any(getattr(m, 'fast_channels_last', False) for m in ms)
     out = []
     for i in range(0, len(imgs), bs):
         chunk = imgs[i:i+bs]
         xb = torch.stack([to_tensors(resize_pair(im, None, size)[0], np.zeros((0, 1, 1), bool))[0] for im in chunk]).to(dev)
-        pb = ensemble_probs(ms, xb, tta).cpu().numpy()
+        if cl: xb = xb.contiguous(memory_format=torch.channels_last)
+        with precision_ctx(dev, precision): pb = ensemble_probs(ms, xb, tta).float().cpu().numpy()
         for im, p in zip(chunk, pb):
             h, w = im.shape[:2]
             out.append(np.stack([cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for c in p]))
     return out
 
 def evaluate_discup(model:nn.Module, samples:list, size:int=256, thr=0.5, bs:int=8, device=None, clean=True,
-                    tta:bool=False): # average the 8 dihedral views
+                    tta:bool=False,          # average the 8 dihedral views
+                    fast:bool=True, precision:str|None=None): # as in `predict_probs`
     "Per-image disc/cup scores of `model` on `samples` (rows of dicts) and the predicted masks."
     rows, preds = [], []
+    if fast: model = [inference_model(m, device) for m in model] if isinstance(model, (list, tuple)) else inference_model(model, device)  # once, not per batch
     for i in range(0, len(samples), bs):
         ss = samples[i:i+bs]
         imgs = [load_image(s) for s in ss]
-        for s, im, p in zip(ss, imgs, predict_probs(model, imgs, size, bs, device, tta=tta)):
+        for s, im, p in zip(ss, imgs, predict_probs(model, imgs, size, bs, device, tta=tta, fast=False, precision=precision)):
             pred = clean_discup(p, thr) if clean else (p > thr)
             truth = load_discup(s, shape=im.shape[:2])
             rows.append({'name': s.name, **discup_scores(pred, truth),
@@ -84,12 +90,13 @@ def disc_centre(prob:np.ndarray, # (H,W) disc probability
 def locate_discs(loc_model:nn.Module, # `S_pre`: one output plane, the disc
                  imgs:list,           # RGB uint8 images of any size
                  size:int=256,        # input size of `loc_model`
-                 thr:float=0.5, bs:int=8, device=None)->list:
+                 thr:float=0.5, bs:int=8, device=None,
+                 precision:str|None=None)->list: # as in `predict_probs`
     "For each image, `dict(center=(x, y), confidence, fov)` in its own pixels (`fov`: side of its field-of-view square)."
     boxes = [fov_square(im) for im in imgs]
     smalls = [resize_image(crop_box(im, b), size) for im, b in zip(imgs, boxes)]
     out = []
-    for p, (x0, y0, x1, y1) in zip(predict_probs(loc_model, smalls, size, bs, device), boxes):
+    for p, (x0, y0, x1, y1) in zip(predict_probs(loc_model, smalls, size, bs, device, precision=precision), boxes):
         (x, y), conf = disc_centre(p[0], thr); k = (x1 - x0)/size
         out.append(dict(center=(x0 + (x + .5)*k - .5, y0 + (y + .5)*k - .5), confidence=conf, fov=x1 - x0))
     return out
@@ -110,19 +117,22 @@ def predict_many(imgs:list,               # RGB uint8 images (whole fundus image
                  thr:float=0.5,           # threshold of the disc and cup probabilities
                  loc_thr:float=0.5,       # threshold of the locator's disc
                  tta:bool=False,          # average the fine model over the 8 dihedral transforms
-                 bs:int=8, device=None)->list:
+                 bs:int=8, device=None,
+                 precision:str|None=None, # None/'fp32', 'bf16' or 'fp16': autocast (not exact)
+                )->list:
     "`predict` for a batch of images."
     if hasattr(seg_model, 'predict_whole'):   # a model that finds the disc itself (RF-Net)
-        return seg_model.predict_whole(imgs, size=seg_size, thr=thr, tta=tta, bs=bs, device=device)
+        with precision_ctx(default_device(device), precision):
+            return seg_model.predict_whole(imgs, size=seg_size, thr=thr, tta=tta, bs=bs, device=device)
     if loc_model is None:
         locs = [dict(center=(im.shape[1]/2, im.shape[0]/2), confidence=1.) for im in imgs]
         crops, boxes = imgs, [(0, 0, im.shape[1], im.shape[0]) for im in imgs]
     else:
-        locs = locate_discs(loc_model, imgs, loc_size, loc_thr, bs, device)
+        locs = locate_discs(loc_model, imgs, loc_size, loc_thr, bs, device, precision)
         cut = [disc_crop(im, l['center'], crop_side(crop, l['fov'])) for im, l in zip(imgs, locs)]
         crops, boxes = [c for c, _ in cut], [b for _, b in cut]
     out = []
-    for im, l, b, p in zip(imgs, locs, boxes, predict_probs(seg_model, crops, seg_size, bs, device, tta=tta)):
+    for im, l, b, p in zip(imgs, locs, boxes, predict_probs(seg_model, crops, seg_size, bs, device, tta=tta, precision=precision)):
         m = clean_discup(p, thr)
         conf = float(p[0][m[0]].mean()) if m[0].any() else 0.
         full = m if loc_model is None else uncrop(m, b, (2, *im.shape[:2]))

@@ -8,8 +8,9 @@ import numpy as np, cv2, torch, torch.nn as nn
 from scipy import ndimage as ndi
 
 # %% auto #0
-__all__ = ['TTA_CPU_PIXELS', 'largest_component', 'fill_holes', 'cup_inside_disc', 'threshold', 'fit_ellipse', 'clean_discup',
-           'dihedral', 'undihedral', 'tta_max_batch', 'tta_probs', 'ensemble_probs']
+__all__ = ['TTA_CPU_PIXELS', 'PRECISIONS', 'largest_component', 'fill_holes', 'cup_inside_disc', 'threshold', 'fit_ellipse',
+           'clean_discup', 'dihedral', 'undihedral', 'tta_max_batch', 'tta_probs', 'ensemble_probs', 'fold_batchnorm',
+           'inference_model', 'precision_ctx', 'cpu_bf16_native']
 
 # %% ../nbs/12_postprocess.ipynb #c005
 _S8 = np.ones((3, 3), bool)
@@ -95,3 +96,50 @@ def ensemble_probs(models:list, xb:torch.Tensor, # models returning logits, and 
                    tta:bool=False)->torch.Tensor:  # dihedral TTA for each model
     "Mean sigmoid probabilities of several models (each optionally with dihedral TTA)."
     return sum(tta_probs(m, xb) if tta else torch.sigmoid(m(xb).float()) for m in models)/len(models)
+
+# %% ../nbs/12_postprocess.ipynb #c018
+import copy
+
+def fold_batchnorm(model:nn.Module)->int:
+    "Fold each evaluation-mode `BatchNorm2d` that directly follows a `Conv2d` in a plain `nn.Sequential` into the convolution (in place); the number folded."
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    n = 0
+    for mod in model.modules():
+        if not isinstance(mod, nn.Sequential) or type(mod).forward is not nn.Sequential.forward: continue
+        keys = list(mod._modules)
+        for a, b in zip(keys, keys[1:]):
+            conv, bn = mod._modules[a], mod._modules[b]
+            if (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and not bn.training and not conv.training
+                and bn.running_mean is not None and conv.out_channels == bn.num_features):
+                mod._modules[a], mod._modules[b] = fuse_conv_bn_eval(conv, bn), nn.Identity()
+                n += 1
+    return n
+
+def inference_model(model:nn.Module, device=None,
+                    fold:bool=True,                 # fold batch norms into the convolutions before them
+                    channels_last:bool|None=None,   # None: on a CPU
+                   )->nn.Module:
+    "An evaluation-mode copy of `model` on `device`, prepared for fast inference; `model` itself is unchanged."
+    from fundus_bench.core import default_device
+    dev = default_device(device)
+    m = copy.deepcopy(model).to(dev).eval()
+    if fold: fold_batchnorm(m)
+    if channels_last is None: channels_last = dev.type == 'cpu'
+    if channels_last: m = m.to(memory_format=torch.channels_last)
+    m.fast_channels_last = bool(channels_last)
+    return m
+
+PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
+
+def precision_ctx(device, precision:str|None=None):
+    "`torch.autocast` to `precision` ('bf16', 'fp16') on `device`'s type; a no-op for None or 'fp32'."
+    import contextlib
+    if precision not in PRECISIONS and precision is not None:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)} or None, got {precision!r}")
+    if PRECISIONS.get(precision) is None: return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision])
+
+def cpu_bf16_native()->bool:
+    "Whether this CPU runs bf16 convolutions natively (oneDNN's check: AVX-512 BF16 or AMX)."
+    try: return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError): return False
