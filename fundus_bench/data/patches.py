@@ -12,6 +12,7 @@ from ..core import Sample, default_device
 from .io import load_image, load_lesions
 from .preprocess import fov_mask, resize_image
 from ..metrics import ap_from_hist, precision, recall
+from ..postprocess import inference_model
 
 # %% auto #0
 __all__ = ['IMAGENET_STATS', 'downscale_mask', 'lesion_item', 'cached_item', 'to_input', 'crop_pad', 'LesionPatches',
@@ -124,9 +125,12 @@ def _starts(n:int, patch:int, stride:int)->list:
 def sliding_probs(model, img:np.ndarray,      # (H, W, 3) uint8 RGB
                   patch:int=256, overlap:float=0.25, bs:int=8,
                   fov:np.ndarray|None=None,   # (H, W) bool; None: no masking
-                  device=None)->np.ndarray:
+                  device=None,
+                  fast:bool=True)->np.ndarray: # run a copy prepared by `postprocess.inference_model`
     "Per-lesion probability maps (C, H, W) float32 of a whole image from overlapping windows."
-    device = default_device(device); model = model.eval().to(device)
+    device = default_device(device)
+    model = inference_model(model, device) if fast else model.eval().to(device)
+    cl = getattr(model, 'fast_channels_last', False)
     H,W = img.shape[:2]; x = to_input(img)
     if H < patch or W < patch: x = torch.nn.functional.pad(x, (0, max(0, patch - W), 0, max(0, patch - H)))
     stride = max(1, int(patch*(1 - overlap)))
@@ -135,7 +139,8 @@ def sliding_probs(model, img:np.ndarray,      # (H, W, 3) uint8 RGB
     acc,cnt = None,torch.zeros(x.shape[1:])
     for i in range(0, len(boxes), bs):
         bb = boxes[i:i + bs]
-        p = torch.sigmoid(model(torch.stack([x[:, y:y + patch, x0:x0 + patch] for y,x0 in bb]).to(device)).float()).cpu()
+        xb = torch.stack([x[:, y:y + patch, x0:x0 + patch] for y,x0 in bb]).to(device)
+        p = torch.sigmoid(model(xb.contiguous(memory_format=torch.channels_last) if cl else xb).float()).cpu()
         if acc is None: acc = torch.zeros((p.shape[1],) + x.shape[1:])
         for (y,x0),o in zip(bb, p): acc[:, y:y + patch, x0:x0 + patch] += o; cnt[y:y + patch, x0:x0 + patch] += 1
     out = (acc/cnt.clamp(min=1))[:, :H, :W].numpy()
@@ -176,9 +181,10 @@ def evaluate_lesions(model, samples:list,         # catalog samples with lesion 
                      cache_dir=None, device=None, keep:bool=False)->tuple:
     "Scores (see `LesionScores`) of `model` on whole images by sliding windows; and the probability maps if `keep`."
     sc,probs = LesionScores(names, thr),[]
+    model = inference_model(model, device)      # prepared once for all images
     for s in samples:
         it = cached_item(s, scale, names, cache_dir=cache_dir)
-        p = sliding_probs(model, it['img'], patch, overlap, bs, it['fov'], device)
+        p = sliding_probs(model, it['img'], patch, overlap, bs, it['fov'], device, fast=False)
         sc.add(p, load_lesions(s, names, it['full_shape']) if full_res else it['les'])
         if keep: probs.append(p)
     return sc.result(),probs
