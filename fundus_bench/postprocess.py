@@ -122,7 +122,11 @@ def inference_model(model:nn.Module, device=None,
     "An evaluation-mode copy of `model` on `device`, prepared for fast inference; `model` itself is unchanged."
     from fundus_bench.core import default_device
     dev = default_device(device)
-    m = copy.deepcopy(model).to(dev).eval()
+    try: m = copy.deepcopy(model)
+    except Exception as e:     # a model that cannot be copied runs as it is
+        import warnings; warnings.warn(f"inference_model: {type(model).__name__} cannot be copied ({type(e).__name__}); running it unprepared")
+        return model.to(dev).eval()
+    m = m.to(dev).eval()
     if fold: fold_batchnorm(m)
     if channels_last is None: channels_last = dev.type == 'cpu'
     if channels_last: m = m.to(memory_format=torch.channels_last)
