@@ -236,13 +236,13 @@ def bench_archs()->list:
     return list(ARCHS)
 
 # %% ../nbs/60_bench.ipynb #c021
-AMP_DTYPES = {'bf16': torch.bfloat16, 'fp16': torch.float16}
+from .postprocess import PRECISIONS, precision_ctx
+AMP_DTYPES = {k: v for k, v in PRECISIONS.items() if v is not None}
 
 def autocast_ctx(device, amp:str|None=None):
-    "`torch.autocast` on `device`'s type in `amp` ('bf16', 'fp16'), or a no-op for None."
-    if not amp: return contextlib.nullcontext()
-    if amp not in AMP_DTYPES: raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
-    return torch.autocast(torch.device(device).type, dtype=AMP_DTYPES[amp])
+    "`torch.autocast` on `device`'s type in `amp` ('bf16', 'fp16'), or a no-op for None (`postprocess.precision_ctx`)."
+    if amp and amp not in AMP_DTYPES: raise ValueError(f"amp must be one of {sorted(AMP_DTYPES)} or None, got {amp!r}")
+    return precision_ctx(device, amp or None)
 
 def to_layout(x:torch.Tensor, channels_last:bool=False)->torch.Tensor:
     "`x` in channels-last layout (4-D only) when `channels_last`."
@@ -523,15 +523,19 @@ def sequential_tta(model:nn.Module, xb:torch.Tensor, views=range(8))->torch.Tens
     views = list(views)
     return sum(undihedral(torch.sigmoid(model(dihedral(xb, i)).float()), i) for i in views)/len(views)
 
+def _check_dense(model:nn.Module, xb:torch.Tensor):
+    "Raise unless `model` gives dense (B, C, H, W) outputs at the size of `xb` (what dihedral TTA averages)."
+    with torch.inference_mode(): o = model(xb[:1])
+    if not (isinstance(o, torch.Tensor) and o.ndim == 4 and o.shape[-2:] == xb.shape[-2:]):
+        raise ValueError("dihedral TTA applies to dense (B, C, H, W) outputs at the input size")
+
 def bench_tta(model:nn.Module, size:int=128, bs:int=1, device=None, repeats:int=3, warmup:int=1,
               name:str='', amp=None, channels_last=False)->dict:
     "A row: seconds per image of batched dihedral TTA (`postprocess.tta_probs`) beside 8 sequential passes."
     from fundus_bench.postprocess import tta_probs, tta_max_batch
     dev = default_device(device); model = model.to(dev).eval()
     xb = to_layout(torch.rand(bs, 3, size, size, device=dev), channels_last)
-    with torch.inference_mode(): o = model(xb[:1])
-    if not (isinstance(o, torch.Tensor) and o.ndim == 4 and o.shape[-2:] == xb.shape[-2:]):
-        raise ValueError("dihedral TTA applies to dense (B, C, H, W) outputs at the input size")
+    _check_dense(model, xb)
     mb = tta_max_batch(xb)
     def bat(max_batch=None):
         with torch.inference_mode(), autocast_ctx(dev, amp): return tta_probs(model, xb, max_batch=max_batch)
@@ -554,18 +558,14 @@ def bench_tta(model:nn.Module, size:int=128, bs:int=1, device=None, repeats:int=
 def bench_tta_library(model:nn.Module, size:int=128, bs:int=1, device=None, repeats:int=3, warmup:int=1,
                       name:str='', precisions=('fp32', 'bf16'))->list:
     "Rows: s/image of dihedral TTA as `infer.predict_probs` runs it (prepared copy, default passes) beside 8 sequential fp32 passes of `model` as given."
-    from fundus_bench.postprocess import tta_probs, inference_model, precision_ctx, cpu_bf16_native
+    from fundus_bench.postprocess import tta_probs, inference_model, cpu_bf16_native
     dev = default_device(device); model = model.to(dev).eval()
+    x0 = torch.rand(bs, 3, size, size, device=dev); _check_dense(model, x0)
     fast = inference_model(model, dev)
-    x0 = torch.rand(bs, 3, size, size, device=dev)
-    with torch.inference_mode(): o = model(x0[:1])
-    if not (isinstance(o, torch.Tensor) and o.ndim == 4 and o.shape[-2:] == x0.shape[-2:]):
-        raise ValueError("dihedral TTA applies to dense (B, C, H, W) outputs at the input size")
-    xf = x0.contiguous(memory_format=torch.channels_last) if fast.fast_channels_last else x0
     ok = [p for p in precisions if p == 'fp32' or dev.type == 'cuda' or (p == 'bf16' and cpu_bf16_native())]
     def lib(p):
         def f():
-            with torch.inference_mode(), precision_ctx(dev, p): return tta_probs(fast, xf)
+            with torch.inference_mode(), precision_ctx(dev, p): return tta_probs(fast, x0)
         return f
     seq = lambda: sequential_tta(model, x0)
     ref = seq()
@@ -574,7 +574,7 @@ def bench_tta_library(model:nn.Module, size:int=128, bs:int=1, device=None, repe
         if err > (1e-4 if p == 'fp32' else 2e-2): raise AssertionError(f"library TTA in {p} and sequential TTA differ by {err}")
     fns = {'sequential': seq, **{p: lib(p) for p in ok}}
     ts = timeit_many(fns, repeats, warmup, dev)
-    what = 'folded batch norms' + (', channels-last' if fast.fast_channels_last else '') + ", tta_probs' passes"
+    what = 'folded batch norms' + (', channels-last' if dev.type == 'cpu' else '') + ", tta_probs' passes"
     return [bench_row(name, f'dihedral TTA s/image as predict_probs runs it, {p}, batch {bs}, {size} px', ts[p]['median']/bs, 's',
                       '8 sequential fp32 passes, model as given', ts['sequential']['median']/bs, paired_ratio(ts, 'sequential', p),
                       ts[p]['load'], f'{what}; ratio = sequential time / library time' + ('; not exact' if p != 'fp32' else ''))

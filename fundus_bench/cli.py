@@ -265,12 +265,13 @@ def _load_models(args)->tuple:
     if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
         raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
     kw = dict(seg_size=spec['size'], crop=args.crop or spec['crop'], thr=args.thr or spec.get('thr') or 0.5,
-              tta=args.tta, device=args.device, precision=None if args.precision == 'fp32' else args.precision)
+              tta=args.tta, device=args.device, precision=args.precision)
     loc = None
     if args.locator:
         loc, lspec = load_predictor(args.locator, args.device)
         kw.update(loc_size=lspec['size'], loc_thr=lspec.get('thr') or 0.5)
-    return seg, loc, kw
+    from fundus_bench.postprocess import inference_model    # prepared once, not for every batch of images
+    return inference_model(seg, args.device), loc if loc is None else inference_model(loc, args.device), kw
 
 def _predict(args):
     seg, loc, kw = _load_models(args)

@@ -28,12 +28,10 @@ def predict_probs(model:nn.Module|None, imgs:list, size:int=256, bs:int=8, devic
     ms = (list(model) if isinstance(model, (list, tuple)) else [model] if model is not None else []) + list(models or [])
     if not ms: raise ValueError("predict_probs needs a model (or `models`)")
     ms = [inference_model(m, dev) if fast else m.to(dev).eval() for m in ms]
-    cl = any(getattr(m, 'fast_channels_last', False) for m in ms)
     out = []
     for i in range(0, len(imgs), bs):
         chunk = imgs[i:i+bs]
         xb = torch.stack([to_tensors(resize_pair(im, None, size)[0], np.zeros((0, 1, 1), bool))[0] for im in chunk]).to(dev)
-        if cl: xb = xb.contiguous(memory_format=torch.channels_last)
         with precision_ctx(dev, precision): pb = ensemble_probs(ms, xb, tta).float().cpu().numpy()
         for im, p in zip(chunk, pb):
             h, w = im.shape[:2]
@@ -45,11 +43,12 @@ def evaluate_discup(model:nn.Module, samples:list, size:int=256, thr=0.5, bs:int
                     fast:bool=True, precision:str|None=None): # as in `predict_probs`
     "Per-image disc/cup scores of `model` on `samples` (rows of dicts) and the predicted masks."
     rows, preds = [], []
-    if fast: model = [inference_model(m, device) for m in model] if isinstance(model, (list, tuple)) else inference_model(model, device)  # once, not per batch
+    ms = list(model) if isinstance(model, (list, tuple)) else [model]
+    if fast: ms = [inference_model(m, device) for m in ms]     # prepared once, not per batch
     for i in range(0, len(samples), bs):
         ss = samples[i:i+bs]
         imgs = [load_image(s) for s in ss]
-        for s, im, p in zip(ss, imgs, predict_probs(model, imgs, size, bs, device, tta=tta, fast=False, precision=precision)):
+        for s, im, p in zip(ss, imgs, predict_probs(ms, imgs, size, bs, device, tta=tta, fast=fast, precision=precision)):
             pred = clean_discup(p, thr) if clean else (p > thr)
             truth = load_discup(s, shape=im.shape[:2])
             rows.append({'name': s.name, **discup_scores(pred, truth),

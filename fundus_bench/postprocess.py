@@ -119,18 +119,19 @@ def inference_model(model:nn.Module, device=None,
                     fold:bool=True,                 # fold batch norms into the convolutions before them
                     channels_last:bool|None=None,   # None: on a CPU
                    )->nn.Module:
-    "An evaluation-mode copy of `model` on `device`, prepared for fast inference; `model` itself is unchanged."
+    "An evaluation-mode copy of `model` on `device`, prepared for fast inference (`model` itself is unchanged); a model it prepared is returned as it is."
     from fundus_bench.core import default_device
+    from fundus_bench.train.core import to_channels_last
     dev = default_device(device)
+    if getattr(model, 'inference_ready', False): return model.to(dev)
     try: m = copy.deepcopy(model)
     except Exception as e:     # a model that cannot be copied runs as it is
         import warnings; warnings.warn(f"inference_model: {type(model).__name__} cannot be copied ({type(e).__name__}); running it unprepared")
         return model.to(dev).eval()
     m = m.to(dev).eval()
     if fold: fold_batchnorm(m)
-    if channels_last is None: channels_last = dev.type == 'cpu'
-    if channels_last: m = m.to(memory_format=torch.channels_last)
-    m.fast_channels_last = bool(channels_last)
+    if dev.type == 'cpu' if channels_last is None else channels_last: m = to_channels_last(m)
+    m.inference_ready = True
     return m
 
 PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -138,10 +139,10 @@ PRECISIONS = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 def precision_ctx(device, precision:str|None=None):
     "`torch.autocast` to `precision` ('bf16', 'fp16') on `device`'s type; a no-op for None or 'fp32'."
     import contextlib
-    if precision not in PRECISIONS and precision is not None:
+    if precision is not None and precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)} or None, got {precision!r}")
-    if PRECISIONS.get(precision) is None: return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=PRECISIONS[precision])
+    dt = PRECISIONS.get(precision)
+    return contextlib.nullcontext() if dt is None else torch.autocast(torch.device(device).type, dtype=dt)
 
 def cpu_bf16_native()->bool:
     "Whether this CPU runs bf16 convolutions natively (oneDNN's check: AVX-512 BF16 or AMX)."

@@ -147,7 +147,9 @@ class ModelExplorer:
 
     def _load(self):
         from fundus_bench.train.core import load_model
-        self.model, self.spec = load_model(self.run.value, self.device)
+        from fundus_bench.postprocess import inference_model
+        model, self.spec = load_model(self.run.value, self.device)
+        self.model = inference_model(model, self.device)   # prepared once, not for every image shown
         self.samples = self._samples(); self._cache = {}
         self.index.max = max(0, len(self.samples) - 1)
         self.show()

@@ -130,7 +130,6 @@ def sliding_probs(model, img:np.ndarray,      # (H, W, 3) uint8 RGB
     "Per-lesion probability maps (C, H, W) float32 of a whole image from overlapping windows."
     device = default_device(device)
     model = inference_model(model, device) if fast else model.eval().to(device)
-    cl = getattr(model, 'fast_channels_last', False)
     H,W = img.shape[:2]; x = to_input(img)
     if H < patch or W < patch: x = torch.nn.functional.pad(x, (0, max(0, patch - W), 0, max(0, patch - H)))
     stride = max(1, int(patch*(1 - overlap)))
@@ -139,8 +138,7 @@ def sliding_probs(model, img:np.ndarray,      # (H, W, 3) uint8 RGB
     acc,cnt = None,torch.zeros(x.shape[1:])
     for i in range(0, len(boxes), bs):
         bb = boxes[i:i + bs]
-        xb = torch.stack([x[:, y:y + patch, x0:x0 + patch] for y,x0 in bb]).to(device)
-        p = torch.sigmoid(model(xb.contiguous(memory_format=torch.channels_last) if cl else xb).float()).cpu()
+        p = torch.sigmoid(model(torch.stack([x[:, y:y + patch, x0:x0 + patch] for y,x0 in bb]).to(device)).float()).cpu()
         if acc is None: acc = torch.zeros((p.shape[1],) + x.shape[1:])
         for (y,x0),o in zip(bb, p): acc[:, y:y + patch, x0:x0 + patch] += o; cnt[y:y + patch, x0:x0 + patch] += 1
     out = (acc/cnt.clamp(min=1))[:, :H, :W].numpy()
@@ -184,7 +182,7 @@ def evaluate_lesions(model, samples:list,         # catalog samples with lesion 
     model = inference_model(model, device)      # prepared once for all images
     for s in samples:
         it = cached_item(s, scale, names, cache_dir=cache_dir)
-        p = sliding_probs(model, it['img'], patch, overlap, bs, it['fov'], device, fast=False)
+        p = sliding_probs(model, it['img'], patch, overlap, bs, it['fov'], device)
         sc.add(p, load_lesions(s, names, it['full_shape']) if full_res else it['les'])
         if keep: probs.append(p)
     return sc.result(),probs

@@ -113,7 +113,7 @@ def evaluate_lesion_model(model, spec:dict,     # a model with `[MA, HE]` output
     model = inference_model(model, device)      # batch norms folded, channels-last on a CPU: prepared once
     for i, s in enumerate(samples):
         it = cached_item(s, scale, names, cache_dir=cache_dir)
-        p = sliding_probs(model, it['img'], patch, overlap, bs, it['fov'], device, fast=False)
+        p = sliding_probs(model, it['img'], patch, overlap, bs, it['fov'], device)
         truth = load_lesions(s, names, it['full_shape'])
         pooled.add(p, truth); one = LesionScores(names, thr).add(p, truth).result()
         rows.append(dict(name=s.name, status='ok', **{f'{n}_{k}': one[n][k] for n in names for k in ('precision', 'recall', 'aupr', 'n_pos')}))
