@@ -26,7 +26,7 @@ __all__ = ['PEAK_TFLOPS', 'DEFAULT_SIZES', 'REFERENCE_OF', 'AMP_DTYPES', 'TRAIN_
            'prepare', 'Autocast', 'ChannelsLastInput', 'speed_up', 'auto_infer', 'infer_fn', 'bench_infer',
            'SkipValidation', 'train_data', 'plain_epoch', 'fastai_learner', 'fastai_epoch', 'plain_trainer',
            'auto_train', 'train_fns', 'bench_train', 'bench_row', 'measure', 'model_rows', 'sequential_tta',
-           'bench_tta', 'bench_tta_library', 'cudnn_benchmark', 'speedup_variants', 'bench_speedups',
+           'bench_tta', 'conv_rate', 'bench_tta_library', 'cudnn_benchmark', 'speedup_variants', 'bench_speedups',
            'pipeline_samples', 'fill_cache', 'bench_data', 'idrid_sample', 'bench_decode', 'bench_growth', 'env_info',
            'peak_rows', 'bench', 'results_table', 'format_table', 'save_bench', 'ShardDL', 'DDPTrainer', 'ddp_ctx',
            'rank0_diff', 'train_distributed', 'train_distributed_demo', 'add_bench_parser', 'run_bench',
@@ -555,6 +555,18 @@ def bench_tta(model:nn.Module, size:int=128, bs:int=1, device=None, repeats:int=
                      ts['batched']['load'], note)
 
 # %% ../nbs/60_bench.ipynb #c039
+def conv_rate(device=None, channels=(32, 64, 128), # widths tried; the best rate is returned
+              size:int=128, bs:int=8, repeats:int=5)->float:
+    "Best fp32 GFLOP/s of a channels-last 3×3 convolution (stride 1, `bs`×`c`×`size`²) on `device`: what a convolutional network can reach there."
+    dev = default_device(device); best = 0.
+    with torch.inference_mode():
+        for c in channels:
+            conv = nn.Conv2d(c, c, 3, padding=1).to(dev).eval().to(memory_format=torch.channels_last)
+            x = torch.rand(bs, c, size, size, device=dev).contiguous(memory_format=torch.channels_last)
+            f = count_flops(lambda: conv(x))
+            best = max(best, f/timeit(lambda: conv(x), repeats, 1, dev)['median']/1e9)
+    return best
+
 def bench_tta_library(model:nn.Module, size:int=128, bs:int=1, device=None, repeats:int=3, warmup:int=1,
                       name:str='', precisions=('fp32', 'bf16'))->list:
     "Rows: s/image of dihedral TTA as `infer.predict_probs` runs it (prepared copy, default passes) beside 8 sequential fp32 passes of `model` as given."
@@ -574,11 +586,22 @@ def bench_tta_library(model:nn.Module, size:int=128, bs:int=1, device=None, repe
         if err > (1e-4 if p == 'fp32' else 2e-2): raise AssertionError(f"library TTA in {p} and sequential TTA differ by {err}")
     fns = {'sequential': seq, **{p: lib(p) for p in ok}}
     ts = timeit_many(fns, repeats, warmup, dev)
+    with torch.inference_mode(): gf = count_flops(lambda: model(torch.cat([x0]*8)))/1e9   # the 8 views' arithmetic
+    rate = lambda k: gf/ts[k]['median']
     what = 'folded batch norms' + (', channels-last' if dev.type == 'cpu' else '') + ", tta_probs' passes"
-    return [bench_row(name, f'dihedral TTA s/image as predict_probs runs it, {p}, batch {bs}, {size} px', ts[p]['median']/bs, 's',
-                      '8 sequential fp32 passes, model as given', ts['sequential']['median']/bs, paired_ratio(ts, 'sequential', p),
-                      ts[p]['load'], f'{what}; ratio = sequential time / library time' + ('; not exact' if p != 'fp32' else ''))
+    seq_s = ts['sequential']['median']/bs
+    rows = [bench_row(name, f'dihedral TTA s/image as predict_probs runs it, {p}, batch {bs}, {size} px', ts[p]['median']/bs, 's',
+                      '8 sequential fp32 passes, model as given', seq_s, paired_ratio(ts, 'sequential', p),
+                      ts[p]['load'], f'{what}; ratio = sequential time / library time' + ('; not exact' if p != 'fp32' else '')
+                      + f'; {gf:.4g} GFLOP: {rate(p):.4g} GFLOP/s, sequential {rate("sequential"):.4g} GFLOP/s')
             for p in ok]
+    if dev.type == 'cpu':
+        cr = conv_rate(dev, repeats=repeats)
+        rows.append(bench_row(name, f'fp32 TTA floor s/image, batch {bs}, {size} px: {gf:.4g} GFLOP at the best measured convolution rate',
+                              gf/cr/bs, 's', '8 sequential fp32 passes, model as given', seq_s, seq_s/(gf/cr/bs), load1(),
+                              f'best fp32 rate of channels-last 3x3 convolutions here: {cr:.4g} GFLOP/s; '
+                              'ratio = the most any fp32 TTA could gain over the sequential passes at that rate'))
+    return rows
 
 # %% ../nbs/60_bench.ipynb #c042
 @contextlib.contextmanager
