@@ -703,7 +703,8 @@ def bench_data(samples:list, size:int=512, aug:str='gunet', bs:int=8, workers=(0
                                         train_ips, None, ts['cold']['load'], 'workers needed to feed training ≈ 1 / this'))
     for w in workers:
         for how in (('lazy cache', 'persistent_workers', 'cache filled before the workers start') if w else ('lazy cache',)):
-            dls = seg_dls(samples, samples[:1], size=size, bs=bs, aug=aug, num_workers=w, device='cpu', seed=0, persistent_workers=how == 'persistent_workers')
+            dls = seg_dls(samples, samples[:1], size=size, bs=bs, aug=aug, num_workers=w, device='cpu', seed=0, check=False,
+                          persistent_workers=how == 'persistent_workers')
             if how.startswith('cache filled'): fill_cache(dls.train.dataset)
             e = [timeit(lambda: _iter(dls.train), 1, 0) for _ in range(2)]
             k = len(dls.train)*bs

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['ENCODINGS', 'ENV_DATA', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'Sample', 'data_root',
-           'project_root', 'embedded_data', 'safe_join', 'set_seed', 'worker_seed', 'default_device',
-           'atomic_write_bytes', 'atomic_write_json']
+__all__ = ['ENCODINGS', 'ENV_DATA', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'BadSamplesError', 'Sample',
+           'data_root', 'project_root', 'embedded_data', 'safe_join', 'set_seed', 'worker_seed', 'default_device',
+           'atomic_write_bytes', 'atomic_write_json', 'read_json']
 
 # %% ../nbs/00_core.ipynb #c005
 class FundusBenchError(Exception):
@@ -25,6 +25,14 @@ class BadFileError(FundusBenchError, ValueError):
 
 class DataNotFoundError(FundusBenchError, FileNotFoundError):
     "A dataset root, split or expected file could not be found."
+
+class BadSamplesError(FundusBenchError, ValueError):
+    "Some samples of a set are unusable: `errors` holds one error per bad sample (each names its file)."
+    def __init__(self, errors:list, total:int|None=None, what:str='samples', show:int=20):
+        self.errors = list(errors); n = len(self.errors)
+        head = f"{n}{'' if total is None else f' of {total}'} {what} unusable"
+        lines = [f'  {e}' for e in self.errors[:show]] + ([f'  ... and {n - show} more'] if n > show else [])
+        super().__init__('\n'.join([head + ':'] + lines))
 
 # %% ../nbs/00_core.ipynb #c008
 from dataclasses import dataclass, field
@@ -99,8 +107,12 @@ def worker_seed(worker_id:int):
 def default_device(device=None):
     "`device` if given, else CUDA when available, else CPU."
     import torch
-    if device not in (None, '', 'auto'): return torch.device(device)
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    if device in (None, '', 'auto'): return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError) as e: raise ValueError(f"device {device!r}: not a device name ('cpu', 'cuda', 'cuda:1', ...)") from e
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r}: CUDA is not available here (no GPU, or a CPU-only torch build); use 'cpu' or 'auto'")
+    return dev
 
 # %% ../nbs/00_core.ipynb #c020
 def atomic_write_bytes(path, data:bytes):
@@ -127,3 +139,17 @@ def _json_default(o):
 def atomic_write_json(path, obj, indent=2):
     "Write `obj` as JSON to `path` atomically (NumPy scalars and paths allowed)."
     return atomic_write_bytes(path, json.dumps(obj, indent=indent, default=_json_default).encode())
+
+def read_json(path, default=None,
+              kind:type|None=dict): # the type the top level must have (None: any)
+    "JSON from `path` (UTF-8, -16 or -32), or `default` if it is missing; `BadFileError` naming the file otherwise."
+    path = Path(path)
+    if not path.exists(): return default
+    if path.is_dir(): raise BadFileError(path, "a folder, not a JSON file")
+    try: o = json.loads(path.read_bytes())
+    except UnicodeDecodeError as e: raise BadFileError(path, f"not JSON text ({e.reason} at byte {e.start})") from e
+    except json.JSONDecodeError as e: raise BadFileError(path, f"invalid JSON ({e})") from e
+    except OSError as e: raise BadFileError(path, f"cannot be read ({e.strerror or e})") from e
+    if kind is not None and not isinstance(o, kind):
+        raise BadFileError(path, f"expected a JSON {'object' if kind is dict else kind.__name__}, found {type(o).__name__}")
+    return o

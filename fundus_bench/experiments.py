@@ -11,8 +11,7 @@ from .core import *
 
 # %% auto #0
 __all__ = ['experiments_dir', 'list_experiments', 'find_experiment', 'parse_value', 'parse_params', 'git_commit', 'new_run_dir',
-           'read_json', 'update_run', 'save_metrics', 'pid_alive', 'run_status', 'list_runs', 'run_experiment',
-           'resume_run']
+           'update_run', 'save_metrics', 'pid_alive', 'run_status', 'list_runs', 'run_experiment', 'resume_run']
 
 # %% ../nbs/50_experiments.ipynb #c005
 def experiments_dir()->Path:
@@ -76,13 +75,6 @@ def new_run_dir(name:str, runs_dir='runs')->Path:
         except FileExistsError: continue
     raise FundusBenchError(f"could not create a run folder under {base}")
 
-def read_json(path, default=None):
-    "JSON from `path`, or `default` if it is missing."
-    path = Path(path)
-    if not path.exists(): return default
-    try: return json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise BadFileError(path, f"invalid JSON ({e})") from e
-
 def update_run(run_dir, **kw)->dict:
     "Merge `kw` into `run_dir/run.json` (atomically) and return it."
     info = read_json(Path(run_dir)/'run.json', {}) | kw
@@ -120,7 +112,7 @@ def list_runs(runs_dir='runs', name:str|None=None)->list:
             except BadFileError as e: res.append({'run_dir': str(f.parent), 'status': 'unreadable', 'error': str(e)})
     return sorted(res, key=lambda r: r.get('started', ''))
 
-# %% ../nbs/50_experiments.ipynb #c013
+# %% ../nbs/50_experiments.ipynb #c014
 class _Interrupted(KeyboardInterrupt): pass
 
 def _interrupt_handler(kids=()):
@@ -213,7 +205,7 @@ def _main_thread():
     import threading
     return threading.current_thread() is threading.main_thread()
 
-# %% ../nbs/50_experiments.ipynb #c017
+# %% ../nbs/50_experiments.ipynb #c018
 def resume_run(run_dir,                  # a run folder (holds run.json and params.json)
                name:str|None=None,       # when given, must be the run's experiment
                log_output:bool=True, timeout:int|None=None, kernel:str='python3')->Path:

@@ -154,13 +154,14 @@ def load_predictor(path, # a run folder, its `model.json` or `model.pth`
                    device=None)->tuple:
     "`(model, spec)` with `spec['size']` and `spec['crop']` always set."
     from fundus_bench.train.core import load_model
-    try: model, spec = load_model(path, device)
-    except RuntimeError as e:    # a state dict that does not fit the recorded architecture
-        raise BadFileError(path, f"weights do not fit the model described by its model.json/params.json ({str(e).splitlines()[0][:200]})") from e
+    model, spec = load_model(path, device)   # names the file that is wrong (weights, model.json, device)
     d = Path(path) if Path(path).is_dir() else Path(path).parent
-    try: p = json.loads((d/'params.json').read_text()); p = p.get('params', p)
-    except (OSError, ValueError): p = {}
-    spec = dict(spec); spec['size'] = int(spec.get('size') or p.get('size') or 256)
+    try: p = read_json(d/'params.json', {}); p = p.get('params', p) if isinstance(p.get('params'), dict) else p
+    except BadFileError: p = {}
+    sz = spec.get('size') or p.get('size') or 256
+    if isinstance(sz, bool) or not isinstance(sz, (int, float)) or sz != int(sz) or sz <= 0:
+        raise BadFileError(d/'params.json', f"'size' must be a positive whole number of pixels, found {sz!r}")
+    spec = dict(spec); spec['size'] = int(sz)
     ds = str(spec.get('dataset') or p.get('dataset') or '')
     if spec.get('crop') is None: spec['crop'] = SYNTHETIC_CROP if ds.startswith('synthetic') else REAL_CROP
     return model, spec

@@ -13,7 +13,7 @@ from .io import load_image, load_discup
 from .augment import get_augment, apply_augment
 
 # %% auto #0
-__all__ = ['resize_pair', 'to_tensors', 'SegDataset', 'split_samples', 'reseed_augment', 'dsets_dls', 'seg_dls']
+__all__ = ['resize_pair', 'to_tensors', 'SegDataset', 'split_samples', 'reseed_augment', 'check_datasets', 'dsets_dls', 'seg_dls']
 
 # %% ../../nbs/06_data.loaders.ipynb #c005
 def resize_pair(img:np.ndarray, msk:np.ndarray|None, size:int):
@@ -94,14 +94,27 @@ def reseed_augment(*args):
     if tfm is not None and hasattr(tfm, 'set_random_seed'): tfm.set_random_seed(info.seed % 2**32)
 
 # %% ../../nbs/06_data.loaders.ipynb #c017
+def check_datasets(*dss, what:str='samples')->int:
+    "Decode every item of the datasets that have `arrays` (filling their caches); `BadSamplesError` listing every unusable file."
+    bad, n = [], 0
+    for ds in dss:
+        if not hasattr(ds, 'arrays'): continue
+        for i in range(len(ds)):
+            n += 1
+            try: ds.arrays(i)
+            except (FundusBenchError, OSError, ValueError) as e: bad.append(e)
+    if bad: raise BadSamplesError(bad, n, what)
+    return n
+
 def dsets_dls(tds, vds,               # training and validation datasets of one item type
-              bs:int=8, num_workers:int=0, device=None, **kwargs)->DataLoaders:
-    "The workbench's `DataLoaders` over two datasets: augmentation reseeded per worker, pinned memory on CUDA, last partial training batch dropped."
-    if num_workers > 0:   # fastai starts new workers every epoch: fill in-memory caches first so that they inherit them
-        for ds in (tds, vds):
-            if getattr(ds, 'cache', False) and hasattr(ds, 'arrays'):
-                for i in range(len(ds)): ds.arrays(i)
+              bs:int=8, num_workers:int=0, device=None,
+              check:bool|None=None,   # decode every sample before training (None: when the datasets cache them, at no extra cost)
+              **kwargs)->DataLoaders:
+    "The workbench's `DataLoaders` over two datasets: every bad file listed up front, augmentation reseeded per worker, pinned memory on CUDA, last partial training batch dropped."
     dev = default_device(device)
+    if check is None: check = all(getattr(ds, 'cache', False) for ds in (tds, vds) if hasattr(ds, 'arrays'))
+    # fastai starts new workers every epoch: caches filled here are inherited by them
+    if check or num_workers > 0: check_datasets(tds, vds, what='training and validation samples')
     return DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev, wif=reseed_augment,
                                   pin_memory=dev.type == 'cuda', drop_last=(len(tds) > bs, False), **kwargs)
 

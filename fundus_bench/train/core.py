@@ -21,9 +21,9 @@ from ..metrics import DiscDice, CupDice
 from ..models.unet import GeneralizedUNet
 
 # %% auto #0
-__all__ = ['ARCHS', 'CHANNELS_LAST', 'OPTS', 'SCHEDULES', 'save_weights', 'load_weights', 'lazy_arch', 'to_channels_last',
-           'arch_name', 'build_model', 'save_model', 'load_model', 'get_opt', 'seg_learner', 'step_sched',
-           'fit_schedule', 'save_learner']
+__all__ = ['ARCHS', 'CHANNELS_LAST', 'OPTS', 'SCHEDULES', 'save_weights', 'load_weights', 'first_line', 'lazy_arch',
+           'to_channels_last', 'arch_name', 'build_model', 'save_model', 'load_model', 'check_spec', 'get_opt',
+           'seg_learner', 'step_sched', 'fit_schedule', 'save_learner']
 
 # %% ../../nbs/30_train.core.ipynb #c005
 def save_weights(model:nn.Module, path)->Path:
@@ -35,11 +35,18 @@ def load_weights(model:nn.Module, path, strict:bool=True, device='cpu')->nn.Modu
     "Load a state dict from `path` into `model` without unpickling arbitrary objects."
     path = Path(path)
     try: sd = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e: raise BadFileError(path, f"not a loadable weights-only checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    except Exception as e:
+        if path.is_file() and path.stat().st_size == 0: raise BadFileError(path, "empty file (0 bytes): not a checkpoint") from e
+        raise BadFileError(path, f"not a loadable weights-only checkpoint ({type(e).__name__}: {first_line(e)})") from e
     if not isinstance(sd, dict): raise BadFileError(path, f"expected a state dict, found {type(sd).__name__}")
     if 'model' in sd and isinstance(sd['model'], dict): sd = sd['model']   # fastai's `learn.save(with_opt=True)` layout
-    model.load_state_dict(sd, strict=strict)
+    try: model.load_state_dict(sd, strict=strict)
+    except RuntimeError as e: raise BadFileError(path, f"weights do not fit a {type(model).__name__} ({first_line(e)})") from e
     return model
+
+def first_line(e:BaseException, n:int=200)->str:
+    "The first non-empty line of `e`'s message (at most `n` characters), or its class name."
+    return next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)[:n]
 
 # %% ../../nbs/30_train.core.ipynb #c008
 import importlib
@@ -98,7 +105,7 @@ def _legacy_spec(d:Path)->dict:
     "Spec of a U-Net run folder written before `model.json` existed (from its `params.json`)."
     pj = d/'params.json'
     if not pj.exists(): raise DataNotFoundError(f"{d}: no model.json (nor params.json) to rebuild the model from")
-    p = json.loads(pj.read_text()); p = p.get('params', p)
+    p = read_json(pj); p = p.get('params', p) if isinstance(p.get('params'), dict) else p
     kw = {k: p[k] for k in ('depth', 'width', 'ir') if k in p}
     return dict(arch='unet', arch_kw=kw, size=p.get('size'), channels=['disc', 'cup'], weights='model.pth')
 
@@ -111,17 +118,34 @@ def load_model(path,        # a run folder, its `model.json`, or a `model.pth` w
     if not path.exists(): raise DataNotFoundError(f"{path}: no such model folder or file")
     d = path if path.is_dir() else path.parent
     js = d/'model.json'
+    dev = default_device(device)   # an unusable device is said as such, before anything is read
     if js.exists():
-        try: spec = json.loads(js.read_text())
-        except Exception as e: raise BadFileError(js, f"not valid JSON ({e})") from e
-        if not isinstance(spec, dict) or 'arch' not in spec: raise BadFileError(js, "no 'arch' field")
+        spec = read_json(js)
+        if 'arch' not in spec: raise BadFileError(js, "no 'arch' field")
+        check_spec(spec, js)
     else: spec = _legacy_spec(d)
-    wts = path if path.is_file() and path.suffix != '.json' else d/spec.get('weights', 'model.pth')
+    wts = path if path.is_file() and path.suffix != '.json' else d/str(spec.get('weights') or 'model.pth')
     if not wts.exists(): raise DataNotFoundError(f"{wts}: weights file missing")
-    model = build_model(spec['arch'], **(spec.get('arch_kw') or {}))
+    if wts.is_dir(): raise BadFileError(wts, "a folder, not a weights file")
+    try: model = build_model(spec['arch'], **(spec.get('arch_kw') or {}))
+    except (ValueError, TypeError, KeyError) as e:
+        raise BadFileError(js if js.exists() else d/'params.json', f"cannot build {spec['arch']!r} from it ({first_line(e)})") from e
     load_weights(model, wts, device='cpu')
     if channels_last and spec['arch'] in CHANNELS_LAST: model = to_channels_last(model)
-    return model.to(default_device(device)).eval(), spec
+    return model.to(dev).eval(), spec
+
+def check_spec(spec:dict, path)->dict:
+    "Raise `BadFileError` naming `path` unless the fields of model spec `spec` have usable types and values."
+    if not isinstance(spec.get('arch'), str): raise BadFileError(path, f"'arch' must be a name, found {spec.get('arch')!r}")
+    if spec.get('arch_kw') is not None and not isinstance(spec['arch_kw'], dict):
+        raise BadFileError(path, f"'arch_kw' must be an object of keyword arguments, found {type(spec['arch_kw']).__name__}")
+    sz = spec.get('size')
+    if sz is not None and (isinstance(sz, bool) or not isinstance(sz, int) or sz <= 0):
+        raise BadFileError(path, f"'size' must be a positive whole number of pixels, found {sz!r}")
+    ch = spec.get('channels')
+    if ch is not None and not (isinstance(ch, list) and all(isinstance(c, str) for c in ch)):
+        raise BadFileError(path, f"'channels' must be a list of names, found {ch!r}")
+    return spec
 
 # %% ../../nbs/30_train.core.ipynb #c015
 OPTS = {'adam': Adam, 'sgd': SGD, 'rmsprop': RMSProp}   # fastai's Adam decouples weight decay (AdamW)
