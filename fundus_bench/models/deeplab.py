@@ -10,8 +10,8 @@ from torchvision.models import mobilenet_v2
 from ..core import BadFileError
 
 # %% auto #0
-__all__ = ['LOW_BLOCK', 'DILATED', 'dilate_blocks', 'mobilenet_encoder', 'conv_bn', 'sep_conv', 'ImagePool', 'ASPP',
-           'encoder_state', 'DeepLabV3Plus']
+__all__ = ['LOW_BLOCK', 'DILATED', 'dilate_blocks', 'mobilenet_encoder', 'conv_bn', 'sep_conv', 'ImagePool', 'is_channels_last',
+           'ASPP', 'encoder_state', 'DeepLabV3Plus']
 
 # %% ../../nbs/21_models.deeplab.ipynb #c005
 LOW_BLOCK, DILATED = 3, {7: 2, 14: 4}   # low-level skip after block 3; dilation from block 7 (x2) and 14 (x4)
@@ -44,7 +44,15 @@ def sep_conv(ni:int, nf:int, dilation:int=1)->nn.Sequential:
 class ImagePool(nn.Module):
     "ASPP's image-level branch: global average, 1×1 convolution, ReLU, broadcast to the input size."
     def __init__(self, ni:int, nf:int): super().__init__(); self.conv = nn.Conv2d(ni, nf, 1)
-    def forward(self, x): return F.relu(self.conv(x.mean((2, 3), keepdim=True))).expand(-1, -1, *x.shape[-2:])
+    def forward(self, x):
+        y = F.relu(self.conv(x.mean((2, 3), keepdim=True))).expand(-1, -1, *x.shape[-2:])
+        # a broadcast view has no memory order: ASPP's concatenation would come out NCHW and be transposed back for the
+        # projection (14% of a channels-last forward at 512 px); written out in `x`'s order it stays channels-last
+        return y.contiguous(memory_format=torch.channels_last) if is_channels_last(x) else y
+
+def is_channels_last(x:torch.Tensor)->bool:
+    "Whether 4-d `x` is laid out channels-last (and not also plain contiguous, as tensors with one channel or pixel are)."
+    return x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 class ASPP(nn.Module):
     "Atrous spatial pyramid pooling with five branches (1×1, three separable dilated 3×3, image pooling)."
