@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 # %% auto #0
-__all__ = ['ENCODINGS', 'ENV_DATA', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'BadSamplesError', 'Sample',
-           'data_root', 'project_root', 'embedded_data', 'safe_join', 'set_seed', 'worker_seed', 'default_device',
-           'atomic_write_bytes', 'atomic_write_json', 'read_json']
+__all__ = ['ENCODINGS', 'ENV_DATA', 'MALLOC_SETTINGS', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'BadSamplesError',
+           'Sample', 'data_root', 'project_root', 'embedded_data', 'safe_join', 'set_seed', 'worker_seed',
+           'default_device', 'tune_malloc', 'atomic_write_bytes', 'atomic_write_json', 'read_json']
 
 # %% ../nbs/00_core.ipynb #c005
 class FundusBenchError(Exception):
@@ -115,6 +115,26 @@ def default_device(device=None):
     return dev
 
 # %% ../nbs/00_core.ipynb #c020
+MALLOC_SETTINGS = {'MALLOC_MMAP_THRESHOLD_': (-3, 32*2**20),   # glibc's largest: blocks up to this come from the heap
+                   'MALLOC_TRIM_THRESHOLD_': (-1, 2**31),      # do not give the top of the heap back
+                   'MALLOC_TOP_PAD_': (-2, 64*2**20)}          # grow the heap in generous steps
+
+def tune_malloc(children:bool=True)->dict:
+    "Keep freed memory in glibc's heap (this process, and children through `MALLOC_*` variables when `children`); the settings applied."
+    if os.environ.get('FUNDUS_BENCH_MALLOC', '1').strip().lower() in ('0', 'false', 'no', 'off'): return {}
+    import ctypes, sys
+    if not sys.platform.startswith('linux'): return {}
+    try: mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError): return {}          # not glibc (musl has no mallopt)
+    done = {}
+    for k, (param, v) in MALLOC_SETTINGS.items():
+        if k in os.environ: continue                     # the user's own setting wins
+        if mallopt(param, v) == 1:
+            done[k] = v
+            if children: os.environ[k] = str(v)
+    return done
+
+# %% ../nbs/00_core.ipynb #c023
 def atomic_write_bytes(path, data:bytes):
     "Write `data` to `path` atomically (temporary file + rename)."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
