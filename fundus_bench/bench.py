@@ -804,7 +804,8 @@ def env_info(device=None)->dict:
     return dict(torch=torch.__version__, torchvision=torchvision.__version__, fastai=fastai.__version__,
                 python=platform.python_version(), machine=platform.machine(), cpus=os.cpu_count(), threads=torch.get_num_threads(),
                 device=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.processor() or 'cpu',
-                device_type=dev.type, load_start=load1(), time=time.strftime('%Y-%m-%d %H:%M:%S'))
+                device_type=dev.type, load_start=load1(), time=time.strftime('%Y-%m-%d %H:%M:%S'),
+                malloc={k: os.environ[k] for k in MALLOC_SETTINGS if k in os.environ})   # `core.tune_malloc`'s settings, when applied
 
 def _train_flops(spec:BenchSpec, dev)->float:
     "FLOPs of one training step on one image (forward, loss, backward)."
