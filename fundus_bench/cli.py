@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse, sys, json
 from pathlib import Path
 from .core import *
+from .core import _json_default
 from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run
 
 # %% auto #0
-__all__ = ['CSV_FIELDS', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS', 'format_metrics', 'list_inputs', 'out_names', 'write_prediction',
-           'write_csv', 'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'model_task',
-           'task_evaluator', 'read_names', 'select_names', 'parser', 'main']
+__all__ = ['CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS', 'format_metrics', 'list_inputs',
+           'out_names', 'image_note', 'write_prediction', 'file_hash', 'check_settings', 'csv_bytes', 'write_csv',
+           'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'model_task', 'task_evaluator',
+           'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -23,7 +25,7 @@ def format_metrics(m:dict, keys=None)->str:
     return '\n'.join(f'{k:<{w}}  {fmt(v)}' for k, v in rows)
 
 # %% ../nbs/70_cli.ipynb #c008
-import csv, io, os, time, tempfile
+import csv, io, os, time, tempfile, hashlib
 import numpy as np, cv2
 from PIL import Image
 from .data.io import read_image, load_image, load_discup
@@ -49,16 +51,36 @@ def list_inputs(paths,        # files and folders
     return out
 
 def out_names(files)->list:
-    "Output names: the file stems, made unique with `_2`, `_3`... where stems repeat."
-    out, n = [], {}
-    for f in files:
-        s = Path(f).stem; n[s] = n.get(s, 0) + 1
-        out.append(s if n[s] == 1 else f'{s}_{n[s]}')
+    "Output names: the file stems; a repeated stem gets the first free `_2`, `_3`... that is no other file's stem (case ignored)."
+    stems = [Path(f).stem for f in files]
+    used, seen, out = {s.casefold() for s in stems}, set(), []
+    for s in stems:
+        n, k = s, 1
+        while n.casefold() in seen or (n != s and n.casefold() in used): k += 1; n = f'{s}_{k}'
+        seen.add(n.casefold()); used.add(n.casefold()); out.append(n)
+    if len(seen) != len(out): raise FundusBenchError(f"output names not unique: {', '.join(out)}")
     return out
 
 # %% ../nbs/70_cli.ipynb #c010
 CSV_FIELDS = ['name', 'file', 'status', 'vcdr', 'confidence', 'disc_x0', 'disc_y0', 'disc_x1', 'disc_y1',
-              'crop_x0', 'crop_y0', 'crop_x1', 'crop_y1', 'center_x', 'center_y', 'error']
+              'crop_x0', 'crop_y0', 'crop_x1', 'crop_y1', 'center_x', 'center_y', 'note', 'error']
+MIN_SIDE, MAX_ASPECT = 64, 4   # smaller sides (px) and longer shapes get a warning: no fundus photograph looks so
+
+def _transparent(f)->bool:
+    "Whether the image file `f` has an alpha channel that is 0 everywhere."
+    try:
+        with Image.open(f) as im:
+            if 'A' in im.getbands(): return im.getchannel('A').getextrema()[1] == 0
+            return 'transparency' in im.info and im.convert('RGBA').getchannel('A').getextrema()[1] == 0
+    except Exception: return False
+
+def image_note(f, img:np.ndarray)->str:
+    "Why a prediction on `img` (read from file `f`) is doubtful; '' when nothing is seen."
+    h, w = img.shape[:2]; ns = []
+    if min(h, w) < MIN_SIDE: ns.append(f'very small image ({w}x{h} px)')
+    if max(h, w) > MAX_ASPECT*min(h, w): ns.append(f'extreme aspect ratio ({w}x{h} px)')
+    if _transparent(f): ns.append('fully transparent image (alpha 0 everywhere)')
+    return '; '.join(ns)
 
 def _png(a:np.ndarray)->bytes:
     buf = io.BytesIO(); Image.fromarray(a).save(buf, 'PNG', compress_level=3); return buf.getvalue()
@@ -66,11 +88,11 @@ def _png(a:np.ndarray)->bytes:
 def _stamp(f:Path)->list:
     st = f.stat(); return [st.st_size, st.st_mtime_ns]
 
-def _record(out:Path, name:str, f:Path):
-    "The record of a complete earlier prediction of file `f` under `name`, else None."
+def _record(out:Path, name:str, f:Path, sid:str=''):
+    "The record of a complete earlier prediction of file `f` under `name` with settings `sid`, else None."
     try:
         r = json.loads((out/'records'/f'{name}.json').read_text())
-        ok = r.get('src') == str(f.resolve()) and r.get('stamp') == _stamp(f) and r.get('status') in ('ok', 'no disc found')
+        ok = r.get('src') == str(f.resolve()) and r.get('stamp') == _stamp(f) and r.get('settings', '') == sid and r.get('status') in ('ok', 'no disc found', 'warning')
         return r if ok and (out/'masks'/f'{name}.png').is_file() and (out/'overlays'/f'{name}.png').is_file() else None
     except (OSError, ValueError): return None
 
@@ -83,7 +105,7 @@ def _box(m:np.ndarray)->list:
     ys, xs = np.nonzero(m)
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else [None]*4
 
-def write_prediction(out:Path, name:str, f:Path, img:np.ndarray, r:dict, overlay_size:int=1024, located=True)->dict:
+def write_prediction(out:Path, name:str, f:Path, img:np.ndarray, r:dict, overlay_size:int=1024, located=True, sid:str='', note:str='')->dict:
     "Write mask, overlay and record of prediction `r` of image `img` (file `f`); returns the CSV row."
     m = np.stack([r['disc'], r['cup']])
     atomic_write_bytes(out/'masks'/f'{name}.png', _png(to_ternary(m)))
@@ -92,17 +114,43 @@ def write_prediction(out:Path, name:str, f:Path, img:np.ndarray, r:dict, overlay
         k = ov.shape[1]/img.shape[1]; x0, y0, x1, y1 = [int(round(o*k)) for o in r['box']]
         cv2.rectangle(ov, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 0), max(1, round(min(ov.shape[:2])/300)))
     atomic_write_bytes(out/'overlays'/f'{name}.png', _png(ov))
-    row = dict(name=name, file=str(f), status='ok' if r['disc'].any() else 'no disc found', vcdr=round(float(r['vcdr']), 4), confidence=round(float(r['confidence']), 4),
+    if note and not r['disc'].any(): note += '; no disc found'
+    row = dict(name=name, file=str(f), status='warning' if note else 'ok' if r['disc'].any() else 'no disc found', note=note, vcdr=round(float(r['vcdr']), 4), confidence=round(float(r['confidence']), 4),
                **dict(zip(['disc_x0', 'disc_y0', 'disc_x1', 'disc_y1'], _box(r['disc']))),
                **dict(zip(['crop_x0', 'crop_y0', 'crop_x1', 'crop_y1'], r['box'])),
                center_x=round(r['center'][0], 2), center_y=round(r['center'][1], 2), error='')
-    atomic_write_json(out/'records'/f'{name}.json', {**row, 'src': str(f.resolve()), 'stamp': _stamp(f), 'size': list(img.shape[:2])})
+    atomic_write_json(out/'records'/f'{name}.json', {**row, 'src': str(f.resolve()), 'stamp': _stamp(f), 'size': list(img.shape[:2]), 'settings': sid})
     return row
+
+def file_hash(path, n:int=16)->str:
+    "The first `n` hex digits of the SHA-256 of the file at `path`."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    return h.hexdigest()[:n]
+
+def check_settings(out:Path,           # results folder
+                   settings:dict,      # what the results depend on
+                   hint:str='',        # what to do instead, said when they differ
+                   replace:bool=False, # record `settings` even if the folder holds others
+                   fname:str='settings.json')->dict:
+    "Record `settings` in `out`; `FundusBenchError` naming the differences if it holds results made with others."
+    settings = json.loads(json.dumps(settings, default=str)); f = Path(out)/fname
+    old = read_json(f, None)
+    if old is not None and old != settings and not replace:
+        diff = [f'{k} {old.get(k)!r} -> {settings.get(k)!r}' for k in dict.fromkeys([*old, *settings]) if old.get(k) != settings.get(k)]
+        raise FundusBenchError(f"{out}: holds results made with other settings ({'; '.join(diff)}){'; ' + hint if hint else ''}")
+    if old != settings: atomic_write_json(f, settings)
+    return settings
+
+def csv_bytes(rows:list, fields=CSV_FIELDS)->bytes:
+    "`rows` (dicts) as UTF-8 CSV; file names that are not UTF-8 keep their bytes."
+    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
+    return buf.getvalue().encode('utf-8', 'surrogateescape')
 
 def write_csv(path, rows:list, fields=CSV_FIELDS)->Path:
     "Write `rows` (dicts) as CSV atomically."
-    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
-    return atomic_write_bytes(path, buf.getvalue().encode())
+    return atomic_write_bytes(path, csv_bytes(rows, fields))
 
 # %% ../nbs/70_cli.ipynb #c011
 def predict_files(files:list,          # image files
@@ -114,14 +162,20 @@ def predict_files(files:list,          # image files
                   overlay_size:int=1024, # longer side of the overlays at most
                   every:float=5.,      # seconds between progress lines
                   log=print,           # where progress and the summary go
+                  settings:dict|None=None, # more of what the results depend on (e.g. the models' files), beside `kwargs`
                   **kwargs)->dict:     # to `infer.predict_many`: seg_size, loc_size, crop, thr, tta, device...
     "Predict every file in batches, writing outputs atomically; skip what is done; returns a summary with the CSV rows."
     from fundus_bench.infer import predict_many
     out = Path(out); out.mkdir(parents=True, exist_ok=True); _clean_tmp(out)
     files = [Path(f) for f in files]; names = out_names(files)
+    st = {k: v for k, v in kwargs.items() if k not in ('device', 'bs')} | (settings or {})
+    if not (out/'settings.json').exists() and any((out/'records').glob('*.json')) and not redo:
+        raise FundusBenchError(f"{out}: holds predictions made with unknown settings; use a new --out, or --redo to predict every image again")
+    st = check_settings(out, st, 'use a new --out, or --redo to predict every image again with these settings', replace=redo)
+    sid = hashlib.sha256(json.dumps(st, sort_keys=True).encode()).hexdigest()[:16]
     rows, todo = {}, []
     for f, n in zip(files, names):
-        r = None if redo else _record(out, n, f)
+        r = None if redo else _record(out, n, f, sid)
         if r: rows[n] = r
         else: todo.append((f, n))
     n_earlier, n_ok, bad, t0, last = len(rows), 0, [], time.time(), 0.
@@ -141,7 +195,7 @@ def predict_files(files:list,          # image files
                 except Exception as e: preds.append(e)
         for (f, n), im, r in zip(got, imgs, preds):
             if isinstance(r, Exception): _fail(f, n, f'{f}: {type(r).__name__}: {r}', 'failed'); continue
-            rows[n] = write_prediction(out, n, f, im, r, overlay_size, loc_model is not None); n_ok += 1
+            rows[n] = write_prediction(out, n, f, im, r, overlay_size, loc_model is not None, sid, image_note(f, im)); n_ok += 1
         del imgs, preds
         done = min(i + bs, len(todo)); dt = time.time() - t0
         if time.time() - last >= every or done == len(todo):
@@ -149,13 +203,15 @@ def predict_files(files:list,          # image files
             log(f'[{done}/{len(todo)}] {done/max(dt, 1e-9):.1f} images/s, {len(bad)} unreadable, {dt:.0f} s')
             write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows])
     write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows])
-    summ = dict(n=len(files), predicted=n_ok, done_earlier=n_earlier, unreadable=len(bad), seconds=round(time.time() - t0, 2),
+    warn = [rows[n] for n in names if n in rows and rows[n].get('status') == 'warning']
+    summ = dict(n=len(files), predicted=n_ok, done_earlier=n_earlier, unreadable=len(bad), warnings=len(warn), seconds=round(time.time() - t0, 2),
                 csv=str(out/'vcdr.csv'), rows=[rows[n] for n in names if n in rows])
-    log(f"predicted {n_ok}, done earlier {n_earlier}, unreadable {len(bad)} of {len(files)} images; vCDR table {out/'vcdr.csv'}")
+    log(f"predicted {n_ok}, done earlier {n_earlier}, unreadable {len(bad)}, with warnings {len(warn)} of {len(files)} images; vCDR table {out/'vcdr.csv'}")
     for b in bad: log(f"  {b['status']}: {b['error']}")
+    for o in warn: log(f"  warning: {o['file']}: {o['note']}")
     return summ
 
-# %% ../nbs/70_cli.ipynb #c015
+# %% ../nbs/70_cli.ipynb #c017
 WHOLE_IMAGE_SETS = ('drishti-gs1', 'refuge-official', 'synthetic-whole', 'idrid-seg')
 
 def _mcentre(m):
@@ -205,24 +261,39 @@ def evaluate_samples(samples:list, seg_model, loc_model=None, bs:int=4, every:fl
     m = summarise_scores(rows); m['seconds'] = round(time.time() - t0, 2)
     return m, rows
 
-# %% ../nbs/70_cli.ipynb #c018
+# %% ../nbs/70_cli.ipynb #c020
+def _number(kind=float, # int or float
+            lo=None,    # smallest value allowed
+            hi=None,    # largest value allowed
+            above=False,# `lo` itself not allowed
+           ):
+    "An argparse `type` reading a `kind` within `[lo, hi]`."
+    def f(v:str):
+        try: x = kind(v)
+        except ValueError: raise argparse.ArgumentTypeError(f"not a {'whole ' if kind is int else ''}number: {v!r}") from None
+        if x != x or (lo is not None and (x <= lo if above else x < lo)) or (hi is not None and x > hi):
+            raise argparse.ArgumentTypeError(f"{v}: must be {'above' if above else 'at least'} {lo}" + (f' and at most {hi}' if hi is not None else ''))
+        return x
+    return f
+
+# %% ../nbs/70_cli.ipynb #c022
 def _model_opts(p):
     p.add_argument('--model', required=True, metavar='RUN_DIR', help='run folder (or model.json / model.pth) of a [disc, cup] model')
     p.add_argument('--locator', metavar='RUN_DIR', help='run folder of a disc locator (disc_locator experiment): the images are whole fundus photographs')
     p.add_argument('--tta', action='store_true', help='average the 8 flips and rotations')
     p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
                    help='bf16/fp16: mixed precision, faster on hardware with those instructions and not exact (default fp32)')
-    p.add_argument('--crop', type=float, help="disc crop side: fraction of the field of view (<= 1) or pixels (default: the model's)")
-    p.add_argument('--thr', type=float, help='threshold of disc and cup (default: the model\'s, else 0.5)')
-    p.add_argument('--bs', type=int, default=4, help='images held and predicted at a time (default 4)')
+    p.add_argument('--crop', type=_number(float, 0, above=True), help="disc crop side: fraction of the field of view (<= 1) or pixels (default: the model's)")
+    p.add_argument('--thr', type=_number(float, 0, 1), help='threshold of disc and cup (default: the model\'s, else 0.5)')
+    p.add_argument('--bs', type=_number(int, 1), default=4, help='images held and predicted at a time (default 4)')
     p.add_argument('--device', help='cpu, cuda, cuda:1... (default: CUDA when available)')
-    p.add_argument('--threads', type=int, help='CPU threads of torch (1 is fastest on a busy machine; default: torch\'s choice)')
+    p.add_argument('--threads', type=_number(int, 1), help='CPU threads of torch (1 is fastest on a busy machine; default: torch\'s choice)')
 
 def _add_predict(sub):
     p = sub.add_parser('predict', help='disc/cup masks, overlays and vCDR for images or folders')
     p.add_argument('inputs', nargs='+', metavar='IMAGE_OR_FOLDER'); _model_opts(p)
     p.add_argument('--out', default='predictions', help='output folder (default ./predictions)')
-    p.add_argument('--overlay-size', type=int, default=1024, help='longer side of the overlays at most (default 1024)')
+    p.add_argument('--overlay-size', type=_number(int, 16), default=1024, help='longer side of the overlays at most (default 1024)')
     p.add_argument('--redo', action='store_true', help='predict again images already done')
 
 def _add_evaluate(sub):
@@ -232,7 +303,7 @@ def _add_evaluate(sub):
     p.add_argument('--split', default='test', help='split name or alias (default test)')
     p.add_argument('--domain', help='keep one domain (e.g. a synthetic camera A, B or C)')
     p.add_argument('--names', metavar='FILE_OR_LIST', help="keep these images only: a text file with one image name a line (e.g. a run's heldout_*.txt), or names separated by commas")
-    p.add_argument('--out', help='folder for metrics.json and per_image.csv (default RUN_DIR/evaluate/NAME-SPLIT)')
+    p.add_argument('--out', help='folder for metrics.json and per_image.csv (default RUN_DIR/evaluate/NAME-SPLIT-HASH, one for each distinct evaluation)')
 
 TASK_EVALUATORS = {   # model.json `task` -> 'module:function' scoring such a model on catalog samples
     'lesions': 'train.two_stage:evaluate_lesion_model',
@@ -264,7 +335,8 @@ def _load_models(args)->tuple:
     seg, spec = load_predictor(args.model, args.device)
     if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
         raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
-    kw = dict(seg_size=spec['size'], crop=args.crop or spec['crop'], thr=args.thr or spec.get('thr') or 0.5,
+    kw = dict(seg_size=spec['size'], crop=args.crop if args.crop is not None else spec['crop'],
+              thr=args.thr if args.thr is not None else spec.get('thr') or 0.5,
               tta=args.tta, device=args.device, precision=args.precision)
     loc = None
     if args.locator:
@@ -273,12 +345,41 @@ def _load_models(args)->tuple:
     from fundus_bench.postprocess import inference_model    # prepared once, not for every batch of images
     return inference_model(seg, args.device), loc if loc is None else inference_model(loc, args.device), kw
 
+def _weights(path)->Path:
+    "The weights file of the model at `path` (run folder, `model.json` or weights file)."
+    p = Path(path); d = p if p.is_dir() else p.parent
+    if p.is_file() and p.suffix != '.json': return p
+    spec = read_json(d/'model.json', {})
+    return d/str(spec.get('weights') or 'model.pth')
+
+def model_settings(args)->dict:
+    "The models of `args` (paths and a hash of their weights), as recorded beside results."
+    st = {}
+    for k in ('model', 'locator'):
+        p = getattr(args, k, None)
+        if p: w = _weights(p); st |= {k: str(Path(p).resolve()), f'{k}_sha256': file_hash(w) if w.is_file() else None}
+    return st
+
+def _check_out(out, inputs):
+    "`FundusBenchError` if `out` cannot be the output folder of `inputs`."
+    out = Path(out)
+    if out.exists() and not out.is_dir(): raise FundusBenchError(f"{out}: exists and is not a folder (--out)")
+    for i in map(Path, inputs):
+        if i.is_dir() and (i.resolve() == out.resolve() or out.resolve() in i.resolve().parents):
+            raise FundusBenchError(f"{i}: {'is' if i.resolve() == out.resolve() else 'inside'} the output folder (--out {out}), whose files are never inputs; give another --out")
+
+def _check_device(args):
+    "`FundusBenchError` if `--device` names no usable device."
+    try: default_device(args.device)
+    except (ValueError, RuntimeError) as e: raise FundusBenchError(f'{e} (--device)') from None
+
 def _predict(args):
+    _check_out(args.out, args.inputs); _check_device(args)
     seg, loc, kw = _load_models(args)
     files = list_inputs(args.inputs, exclude=args.out)
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
     s = predict_files(files, seg, args.out, loc, bs=args.bs, redo=args.redo, overlay_size=args.overlay_size,
-                      log=lambda *a: print(*a, file=sys.stderr, flush=True), **kw)
+                      log=lambda *a: print(*a, file=sys.stderr, flush=True), settings=model_settings(args), **kw)
     print(f"{s['predicted'] + s['done_earlier']} of {s['n']} images predicted, {s['unreadable']} unreadable: {s['csv']}")
     return 0 if s['predicted'] + s['done_earlier'] or not s['n'] else 1
 
@@ -310,14 +411,14 @@ def select_names(samples:list, names:list, where:str='')->list:
     return [by[n] for n in dict.fromkeys(names)]
 
 def _evaluate(args):
-    task = model_task(args.model)
+    _check_device(args); task = model_task(args.model)
     ds = get_dataset(args.dataset, args.data, args.split)
     ss = [s for s in ds.samples() if args.domain is None or s.domain == args.domain]
     if args.names: ss = select_names(ss, read_names(args.names), f' in {args.dataset} split {ds.split}')
     if not ss: raise DataNotFoundError(f"no images in {args.dataset} split {args.split} under {ds.base}")
     if task != 'discup':
         m, rows = _evaluate_task(args, task, ds, ss)
-        return _write_evaluation(args, ds, m, rows)
+        return _write_evaluation(args, ds, m, rows, eval_settings(args, ds, ss))
     seg, loc, kw = _load_models(args)
     if loc is None and not hasattr(seg, 'predict_whole') and args.dataset.lower() in WHOLE_IMAGE_SETS:
         print(f"fundus-bench: warning: {args.dataset} holds whole images; without --locator they are segmented whole", file=sys.stderr)
@@ -326,19 +427,33 @@ def _evaluate(args):
     m, rows = evaluate_samples(ss, seg, loc, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True), **kw)
     m = dict(task='discup', dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), locator=args.locator, tta=args.tta, precision=args.precision,
              **{k: v for k, v in kw.items() if k in ('seg_size', 'loc_size', 'crop', 'thr')}, **m)
-    return _write_evaluation(args, ds, m, rows)
+    return _write_evaluation(args, ds, m, rows, eval_settings(args, ds, ss))
 
-def _write_evaluation(args, ds, m:dict, rows:list)->int:
-    out = Path(args.out) if args.out else (Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent)/'evaluate'/f'{args.dataset}-{ds.split}'.replace(' ', '_')
-    atomic_write_json(out/'metrics.json', m)
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    write_csv(out/'per_image.csv', rows, fields)
+def eval_settings(args, ds, ss:list)->dict:
+    "What an evaluation's results depend on: models, data, images, options."
+    names = sorted(s.name for s in ss)
+    return dict(dataset=args.dataset, split=ds.split, root=str(Path(ds.root).resolve()), domain=args.domain, n_images=len(names),
+                images_sha256=hashlib.sha256('\n'.join(names).encode('utf-8', 'surrogateescape')).hexdigest()[:16],
+                tta=args.tta, precision=args.precision, crop=args.crop, thr=args.thr) | model_settings(args)
+
+def eval_dir(args, ds, st:dict)->Path:
+    "`--out`, else `RUN_DIR/evaluate/NAME-SPLIT-HASH`: one folder for each distinct evaluation."
+    if args.out: return Path(args.out)
+    h = hashlib.sha256(json.dumps(st, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return (Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent)/'evaluate'/f'{args.dataset}-{ds.split}-{h}'.replace(' ', '_')
+
+def _write_evaluation(args, ds, m:dict, rows:list, st:dict)->int:
+    out = eval_dir(args, ds, st)
+    if out.is_file(): raise FundusBenchError(f"{out}: a file, not a folder (--out)")
+    js, cs = json.dumps(m, indent=2, default=_json_default).encode(), csv_bytes(rows, list(dict.fromkeys(k for r in rows for k in r)))
+    check_settings(out, st, 'give another --out')
+    atomic_write_bytes(out/'per_image.csv', cs); atomic_write_bytes(out/'metrics.json', js)   # both made before either is written
     print(format_metrics(m)); print(f'written: {out/"metrics.json"}, {out/"per_image.csv"}')
     for r in rows:
         if r.get('status', 'ok') != 'ok': print(f"  unreadable: {r.get('error')}", file=sys.stderr)
     return 0 if m.get('n') else 1
 
-# %% ../nbs/70_cli.ipynb #c019
+# %% ../nbs/70_cli.ipynb #c023
 def _add_report(sub):
     p = sub.add_parser('report', help='one self-contained HTML page of the latest runs beside the published figures')
     p.add_argument('run_dirs', nargs='*', metavar='RUN_DIR', help='run folders (default: the latest run of each experiment)')
@@ -363,7 +478,7 @@ def _run_all(args):
     r = run_all(args.profile, parse_params(args.param), runs_dir=args.runs_dir, jobs=args.jobs, names=args.only, report=args.out, threads=args.threads)
     return 0 if all(o['status'] == 'done' for o in r['runs']) else 1
 
-# %% ../nbs/70_cli.ipynb #c020
+# %% ../nbs/70_cli.ipynb #c024
 def _add_params(p):
     p.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUE'), default=[],
                    help='papermill parameter (repeatable); values are read as YAML scalars')
@@ -372,10 +487,16 @@ def _add_params(p):
     p.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run in its folder, with its params.json')
 
 def _run(name, args):
-    if getattr(args, 'resume', None):
-        if args.param: raise FundusBenchError("--resume takes the run's own parameters (params.json); drop the -p options")
-        rd = resume_run(args.resume, name=name, log_output=not args.quiet)
-    else: rd = run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=not args.quiet)
+    from papermill.exceptions import PapermillExecutionError
+    try:
+        if getattr(args, 'resume', None):
+            if args.param: raise FundusBenchError("--resume takes the run's own parameters (params.json); drop the -p options")
+            rd = resume_run(args.resume, name=name, log_output=not args.quiet)
+        else: rd = run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=not args.quiet)
+    except PapermillExecutionError as e:   # the notebook's own error, not papermill's traceback of it
+        print(f'fundus-bench: error: {e.ename}: {e.evalue}', file=sys.stderr)
+        if getattr(e, 'executed', None) is not None: print(f'details: {e.executed}', file=sys.stderr)
+        return 1
     m = read_json(rd/'metrics.json', {})
     print(f'\n{name}: run folder {rd}')
     if m: print(format_metrics(m))
@@ -414,7 +535,10 @@ def parser()->argparse.ArgumentParser:
 
 def main(argv=None)->int:
     "Entry point of the `fundus-bench` command."
+    for o in (sys.stdout, sys.stderr):   # file names that are not UTF-8 are printed escaped, on any terminal
+        if hasattr(o, 'reconfigure'): o.reconfigure(errors='backslashreplace')
     args = parser().parse_args(argv)
+    if args.cmd in ('quickstart', 'run', 'run-all', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
     try:
         if args.cmd == 'quickstart': return _run('quickstart', args)
         if args.cmd == 'run': return _run(args.name, args)

@@ -153,6 +153,7 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
         raise
     except Exception as e:
         update_run(run_dir, status='failed', ended=_now(), seconds=round(time.time() - t0, 1), error=f'{type(e).__name__}: {str(e)[-2000:]}')
+        e.run_dir, e.executed = run_dir, run_dir/f'{exp}.ipynb'   # where to look: the run folder, the notebook with its failing cell
         raise
     finally:
         if old is not None: signal.signal(signal.SIGTERM, old)

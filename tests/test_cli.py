@@ -34,7 +34,8 @@ def test_quickstart_tiny(tmp_path):
 def test_failed_run_is_recorded(tmp_path):
     "A run that fails keeps its executed notebook and is marked failed in the registry."
     r = fb('run', 'quickstart', '-p', 'dataset', 'no-such-dataset', '--runs-dir', tmp_path, '--quiet')
-    assert r.returncode != 0
+    assert r.returncode == 1 and 'Traceback' not in r.stderr and len(r.stderr.splitlines()) < 10, r.stderr[-3000:]
+    assert 'fundus-bench: error: ' in r.stderr and 'no-such-dataset' in r.stderr and 'quickstart.ipynb' in r.stderr
     (rd,) = list((tmp_path/'quickstart').iterdir())
     run = json.loads((rd/'run.json').read_text())
     assert run['status'] == 'failed' and 'no-such-dataset' in run['error']

@@ -118,3 +118,71 @@ def test_streaming_memory_is_bounded(models, tmp_path):
           f"(all decoded: {total/1024:.0f} MiB), {m['seconds']:.1f} s")
     assert grow < 0.15*total and m['cur1_kb'] - m['cur0_kb'] < 0.15*total, (m, total)
     assert len(list((tmp_path/'out'/'masks').iterdir())) == 200
+
+def test_output_names_never_collide(models, tmp_path):
+    "a/x.png, b/x.png and c/x_2.png get three different outputs, and a second run finds all three done."
+    seg, _ = models; d = tmp_path/'in'; out = tmp_path/'out'
+    src = get_dataset('synthetic', embedded_data(), 'test').samples()[:3]
+    for s, f in zip(src, ['a/x.png', 'b/x.png', 'c/x_2.png']): (d/f).parent.mkdir(parents=True, exist_ok=True); shutil.copy(s.image, d/f)
+    assert main(['predict', str(d), '--model', str(seg), '--out', str(out), '--device', 'cpu']) == 0
+    rs = rows(out); assert len({o['name'] for o in rs}) == 3 and len(list((out/'masks').iterdir())) == 3
+    assert {o['name']: o['file'] for o in rs}['x_2'].endswith('c/x_2.png')
+    r = fb('predict', d, '--model', seg, '--out', out, '--device', 'cpu')
+    assert r.returncode == 0 and '3 done earlier, 0 to predict' in r.stderr
+
+def test_other_settings_are_refused(models, inputs, tmp_path):
+    "A second run into the same folder with another threshold stops; --redo predicts again with it; --thr 0 is used."
+    seg, loc = models; out = tmp_path/'out'
+    args = ['predict', inputs, '--model', seg, '--locator', loc, '--out', out, '--device', 'cpu']
+    assert fb(*args).returncode == 0
+    r = fb(*args, '--thr', '0', '--tta')
+    assert r.returncode == 2 and 'other settings' in r.stderr and 'thr' in r.stderr and 'tta' in r.stderr and 'Traceback' not in r.stderr
+    assert fb(*args, '--thr', '0', '--redo').returncode == 0
+    st = json.loads((out/'settings.json').read_text()); assert st['thr'] == 0 and st['model_sha256'] and st['locator']
+    assert all(json.loads(f.read_text())['settings'] for f in (out/'records').iterdir())
+
+def test_file_names_not_utf8(models, inputs, tmp_path):
+    "A file name that is not UTF-8 keeps its bytes in the CSV; evaluation output is written whole or not at all."
+    import os, argparse, types
+    from fundus_bench.cli import _write_evaluation
+    seg, loc = models; out = tmp_path/'out'
+    shutil.copy(next(inputs.glob('[!c]*.png')), os.fsencode(inputs) + b'/caf\xe9.png')
+    r = fb('predict', inputs, '--model', seg, '--locator', loc, '--out', out, '--device', 'cpu')
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = (out/'vcdr.csv').read_bytes(); assert b'caf\xe9' in data and len(data.splitlines()) == 6
+    a = argparse.Namespace(out=str(tmp_path/'ev'), model=str(seg), dataset='x')
+    ds, rs = types.SimpleNamespace(split='test'), [dict(name='caf\udce9', status='ok', dice_disc=0.5)]
+    with pytest.raises(TypeError): _write_evaluation(a, ds, dict(n=1, bad=object()), rs, {})
+    assert not (tmp_path/'ev/per_image.csv').exists() and not (tmp_path/'ev/metrics.json').exists()
+    assert _write_evaluation(a, ds, dict(n=1), rs, {}) == 0
+    assert b'caf\xe9' in (tmp_path/'ev/per_image.csv').read_bytes() and (tmp_path/'ev/metrics.json').is_file()
+
+def test_each_evaluation_its_own_folder(models, tmp_path):
+    "Evaluations with other images or options go to their own folders; the same one again replaces its own."
+    seg, _ = models; shutil.rmtree(seg/'evaluate', ignore_errors=True)
+    ev = lambda *o: main(['evaluate', '--model', str(seg), '--data', str(embedded_data()), '--dataset', 'synthetic',
+                          '--split', 'test', '--domain', 'A', '--device', 'cpu', *o])
+    names = ','.join(s.name for s in get_dataset('synthetic', embedded_data(), 'test').samples() if s.domain == 'A')
+    assert ev() == 0 and ev('--names', names.split(',')[0]) == 0 and ev() == 0
+    ds = sorted((seg/'evaluate').iterdir()); assert len(ds) == 2
+    assert sorted(json.loads((d/'metrics.json').read_text())['n'] for d in ds) == [1, 30]
+    assert all((d/'settings.json').is_file() for d in ds)
+    full = next(d for d in ds if json.loads((d/'metrics.json').read_text())['n'] == 30)
+    assert ev('--out', str(full)) == 0 and ev('--thr', '0.3', '--out', str(full)) == 2   # same evaluation again: replaced; another: refused
+
+def test_doubtful_images_get_a_warning(models, tmp_path):
+    seg, _ = models; d = tmp_path/'in'; d.mkdir()
+    Image.fromarray(np.full((10, 2000, 3), 128, np.uint8)).save(d/'wide.png'); Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d/'tiny.png')
+    Image.fromarray(np.zeros((100, 100, 4), np.uint8)).save(d/'clear.png')
+    r = fb('predict', d, '--model', seg, '--out', tmp_path/'out', '--device', 'cpu')
+    assert r.returncode == 0 and 'with warnings 3' in r.stderr
+    rs = {o['name']: o for o in rows(tmp_path/'out')}
+    assert all(o['status'] == 'warning' for o in rs.values())
+    assert 'aspect' in rs['wide']['note'] and 'small' in rs['tiny']['note'] and 'transparent' in rs['clear']['note']
+
+def test_option_values_checked(models, tmp_path):
+    seg, _ = models; f = tmp_path/'file'; f.write_text('x')
+    for o in (['--bs', '0'], ['--bs', '-2'], ['--thr', '2'], ['--crop', '-1']):
+        r = fb('predict', f, '--model', seg, *o); assert r.returncode == 2 and o[0] in r.stderr and 'Traceback' not in r.stderr
+    r = fb('predict', f, '--model', seg, '--out', f); assert r.returncode == 2 and 'not a folder' in r.stderr
+    r = fb('predict', tmp_path, '--model', seg, '--out', tmp_path); assert r.returncode == 2 and 'is the output folder' in r.stderr
