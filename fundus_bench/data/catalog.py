@@ -30,23 +30,32 @@ def is_stray(p)->bool:
 def subdirs(folder)->list[Path]:
     "Non-hidden sub-folders of `folder`, sorted by name (none if it is not a folder)."
     if folder is None or not Path(folder).is_dir(): return []
-    return sorted(Path(e.path) for e in os.scandir(folder) if e.is_dir() and not e.name.startswith('.'))
+    return sorted(Path(e.path) for e in os.scandir(folder) if not e.name.startswith('.') and _is_dir(e))
+
+def _is_dir(e:os.DirEntry)->bool:
+    try: return e.is_dir()
+    except OSError: return False    # a link that loops onto itself
 
 def list_files(folder, exts=IMG_EXTS)->tuple[list[Path], list[Path]]:
     "Files in `folder` with one of `exts` (sorted), and the other files there (ignored)."
     keep,ign = [],[]
     if folder is None or not Path(folder).is_dir(): return keep,ign
     for e in sorted(os.scandir(folder), key=lambda o: o.name):
-        if e.is_dir(): continue
+        if _is_dir(e): continue
         p = Path(e.path)
         (keep if exts and not is_stray(p) and p.suffix.lower() in exts else ign).append(p)
     return keep,ign
 
-def list_tree(folder, exts=IMG_EXTS)->tuple[list[Path], list[Path]]:
-    "`list_files` over `folder` and all its non-hidden sub-folders."
+def list_tree(folder, exts=IMG_EXTS, _seen=None)->tuple[list[Path], list[Path]]:
+    "`list_files` over `folder` and all its non-hidden sub-folders (a folder reached twice through links is read once)."
+    seen = set() if _seen is None else _seen
+    try: real = Path(folder).resolve(strict=True)
+    except (OSError, RuntimeError): return [], [Path(folder)]      # a link loop or a dangling link: ignored, not followed
+    if real in seen: return [], []
+    seen.add(real)
     keep,ign = list_files(folder, exts)
     for d in subdirs(folder):
-        k,i = list_tree(d, exts); keep += k; ign += i
+        k,i = list_tree(d, exts, seen); keep += k; ign += i
     return keep,ign
 
 # %% ../../nbs/02_data.catalog.ipynb #c009
@@ -101,6 +110,17 @@ def _num(s)->float:
     if not math.isfinite(v): raise ValueError(f"{s!r} is not finite")
     return v
 
+def _point_columns(hdr:list)->dict:
+    "Role ('name', 'x', 'y') -> index of the header cell naming it ('Image No', 'X- Coordinate', 'x', 'Y - Coordinate'...)."
+    out = {}
+    for j,h in enumerate(hdr):
+        k = re.sub(r'[^a-z]', '', h.lower())
+        role = ('x' if k in ('x', 'xcoordinate', 'xcoord', 'xpos', 'xposition') else
+                'y' if k in ('y', 'ycoordinate', 'ycoord', 'ypos', 'yposition') else
+                'name' if k in ('imageno', 'image', 'imagename', 'imageid', 'name', 'file', 'filename', 'id') else None)
+        if role and role not in out: out[role] = j
+    return out
+
 def read_points_csv(path, folder=None, # folder the named images live in: names are `safe_join`ed onto it
                     cols=None, # None: columns 0, 1, 2 are name, x, y; or a dict role -> column name
                    )->tuple[dict, list]:
@@ -113,9 +133,13 @@ def read_points_csv(path, folder=None, # folder the named images live in: names 
     if not rows: return {}, [(path, 'no rows')]
     if cols is None:
         i,r = rows[0]
-        try: _num(r[1]); _num(r[2])
-        except (IndexError, ValueError): rows = rows[1:]   # a header
-        idx = {'x': 1, 'y': 2}; ncol = 0
+        try: _num(r[1]); _num(r[2]); idx,ncol = {'x': 1, 'y': 2},0   # no header: name, x, y by position
+        except (IndexError, ValueError):                             # a header: columns found by their names
+            rows = rows[1:]; found = _point_columns(r)
+            miss = [k for k in ('name', 'x', 'y') if k not in found]
+            if miss: return {}, [(path, f"line 1: no {'/'.join(miss)} column in the header {[c for c in r if c]} "
+                                        "(expected e.g. 'Image No', 'X- Coordinate', 'Y - Coordinate')")]
+            ncol = found.pop('name'); idx = found
     else:
         hdr = [h.lower() for h in rows[0][1]]; rows = rows[1:]
         miss = [c for c in ['name', *cols.values()] if c.lower() not in hdr]
@@ -687,6 +711,13 @@ def validate(root=None,       # data root; None reads $FUNDUS_BENCH_DATA
             nbad = len(g) - len(ok) + sum(bool(res[(s.image, tuple(sorted(s.gt.items())), s.encoding, ds.check_points)])
                                           or not named.isdisjoint([s.image, *s.gt.values()]) for s in ok)
             rep.datasets.append(DatasetRow(ds.name, ds.split, dom, len(g), sum(bool(s.gt or s.points) for s in ok), nbad))
+            where = f"{ds.name}, split {ds.split!r}" + (f", domain {dom!r}" if dom else '')
+            if not g: rep.problems.append((ds.base, f"{where}: no images"))
+            elif not any(s.gt or s.points for s in g):
+                rep.problems.append((ds.base, f"{where}: none of its {len(g)} images has ground truth (masks or points)"))
+    if not jobs:
+        rep.problems.append((root, "no dataset found under this folder (expected a release in one of the layouts of "
+                                   f"`data.catalog.DATASETS`: {', '.join(sorted(DATASETS))}; the data root is the folder that holds them)"))
     rep.problems += [p for r in res.values() for p in r]
     rep.problems = list(dict.fromkeys((Path(p), m) for p,m in rep.problems))
     rep.ignored = list(dict.fromkeys(rep.ignored))

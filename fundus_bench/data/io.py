@@ -191,7 +191,11 @@ def read_ternary_mask(path,         # map with 0 = cup, 128 = rim, 255 = backgro
     v = np.arange(256)
     a = read_map(path, shape)
     _check_values(path, a, (v <= tol) | (abs(v - 128) <= tol) | (v >= 255 - tol), "0 (cup), 128 (rim), 255 (background)")
-    return np.stack([a < 255 - tol, a <= tol])
+    cup = a <= tol
+    if cup.any() and not (abs(a.astype(np.int16) - 128) <= tol).any():   # a disc is never all cup
+        raise BadFileError(path, f"cup (0, {int(cup.sum())} px) but no rim (128) pixels: looks like a binary 0/255 mask, "
+                                 "not the 0 = cup, 128 = rim, 255 = background encoding")
+    return np.stack([a < 255 - tol, cup])
 
 # %% ../../nbs/01_data.io.ipynb #c031
 def check_cup_in_disc(msk:np.ndarray,    # (2, H, W) bool: disc, cup
