@@ -80,6 +80,8 @@ def image_note(f, img:np.ndarray)->str:
     if min(h, w) < MIN_SIDE: ns.append(f'very small image ({w}x{h} px)')
     if max(h, w) > MAX_ASPECT*min(h, w): ns.append(f'extreme aspect ratio ({w}x{h} px)')
     if _transparent(f): ns.append('fully transparent image (alpha 0 everywhere)')
+    elif img.any() and (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all():
+        ns.append('greyscale image (no colour; the models are trained on colour photographs)')
     return '; '.join(ns)
 
 def _png(a:np.ndarray)->bytes:

@@ -174,11 +174,14 @@ def test_doubtful_images_get_a_warning(models, tmp_path):
     seg, _ = models; d = tmp_path/'in'; d.mkdir()
     Image.fromarray(np.full((10, 2000, 3), 128, np.uint8)).save(d/'wide.png'); Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(d/'tiny.png')
     Image.fromarray(np.zeros((100, 100, 4), np.uint8)).save(d/'clear.png')
+    grey = np.array(Image.open(next(iter(get_dataset('synthetic-whole', embedded_data(), 'test').samples())).image).convert('L'))
+    Image.fromarray(grey).save(d/'grey.png')
     r = fb('predict', d, '--model', seg, '--out', tmp_path/'out', '--device', 'cpu')
-    assert r.returncode == 0 and 'with warnings 3' in r.stderr
+    assert r.returncode == 0 and 'with warnings 4' in r.stderr
     rs = {o['name']: o for o in rows(tmp_path/'out')}
     assert all(o['status'] == 'warning' for o in rs.values())
     assert 'aspect' in rs['wide']['note'] and 'small' in rs['tiny']['note'] and 'transparent' in rs['clear']['note']
+    assert 'greyscale' in rs['grey']['note'] and 'greyscale' not in rs['clear']['note']
 
 def test_option_values_checked(models, tmp_path):
     seg, _ = models; f = tmp_path/'file'; f.write_text('x')
