@@ -286,7 +286,10 @@ def _read_floats(path, n=None)->list[float]:
 def _read_table(path):
     "A spreadsheet or CSV as a DataFrame of strings, no header row assumed."
     import pandas as pd
-    if Path(path).suffix.lower() == '.csv': return pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
+    if Path(path).suffix.lower() == '.csv':   # row by row: a row with more or fewer cells does not lose the table
+        rows = list(csv.reader(Path(path).read_text(encoding='utf-8-sig', errors='replace').splitlines()))
+        w = max(map(len, rows), default=0)
+        return pd.DataFrame([r + ['']*(w - len(r)) for r in rows], dtype=str)
     return pd.read_excel(path, header=None, dtype=str).fillna('')
 
 def _header_row(df, pat)->int|None:
@@ -377,9 +380,14 @@ class RefugeOfficial(Dataset):
         out = {}
         for f in list_files(gtd, ('.xlsx', '.xls', '.csv'))[0]:
             try:
-                df = _read_table(f); h = _header_row(df, r'img|image'); hdr = [_norm(o) for o in df.iloc[h]]
+                df = _read_table(f); h = _header_row(df, r'img|image')
+                if h is None: self._problem(f, "no header row (a row naming the 'ImgName' column)"); continue
+                hdr = [_norm(o) for o in df.iloc[h]]
                 col = lambda *ks: next((j for j,o in enumerate(hdr) if any(k in o for k in ks)), None)
                 cn,cx,cy,cl = col('imgname', 'imagename', 'img'),col('foveax'),col('foveay'),col('glaucoma', 'label')
+                if (cx is None) != (cy is None):
+                    self._problem(f, f"line {h+1}: a {'Fovea_X' if cy is None else 'Fovea_Y'} column without its "
+                                     f"{'Fovea_Y' if cy is None else 'Fovea_X'}: fovea positions not read"); cx = cy = None
                 for i,r in enumerate(df.iloc[h+1:].itertuples(index=False), h+2):
                     n = str(r[cn]).strip()
                     if not n: continue
