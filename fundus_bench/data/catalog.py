@@ -487,6 +487,12 @@ LESIONS = ('MA', 'HE', 'EX', 'SE', 'OD')
 def _idrid_parts(base, gt_pat):
     return find_dir(base, r'(\d+\.\s*)?original images'),find_dir(base, gt_pat)
 
+def _lesion_folder(name:str)->str|None:
+    "The lesion code ('MA', 'HE', 'EX', 'SE', 'OD') an IDRiD ground-truth folder name stands for, if it says."
+    n = re.sub(r'[^a-z]', '', name.lower())
+    return next((k for k,pats in (('MA', ('microaneurysm',)), ('HE', ('haemorrhage', 'hemorrhage')), ('SE', ('softexudate',)),
+                                   ('EX', ('hardexudate',)), ('OD', ('opticdisc',))) if any(p in n for p in pats)), None)
+
 class IdridSeg(Dataset):
     "IDRiD A. Segmentation: whole 4288×2848 images, one {0,1} TIFF per lesion type and the optic disc."
     name,encoding,domain = 'idrid-seg','lesions','IDRiD'
@@ -501,9 +507,11 @@ class IdridSeg(Dataset):
         try: gsd = gt/match_split(self.split, [o.name for o in subdirs(gt)])
         except DataNotFoundError: gsd = None
         gts = {k: {} for k in LESIONS} if gsd else {}
-        for f in [f for ld in subdirs(gsd) for f in self._ls(ld)]:
+        for ld,f in [(ld, f) for ld in subdirs(gsd) for f in self._ls(ld)]:
             m = re.fullmatch(r'(.*)_(ma|he|ex|se|od)', f.stem, re.I)
             if not m: self.ignored.append(f); continue
+            kind = _lesion_folder(ld.name)
+            if kind and kind != m[2].upper(): self._problem(f, f"a {m[2].upper()} file in the {kind} folder {ld.name!r}"); continue
             g = gts[m[2].upper()]
             if m[1] in g: self._problem(f, f"two {m[2].upper()} files for {m[1]} (also {g[m[1]]})"); continue
             g[m[1]] = f
