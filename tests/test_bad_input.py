@@ -266,3 +266,9 @@ def test_softmap_threshold_matches_expert_count(data):
         Image.fromarray(lv[kd]).save(pd); Image.fromarray(lv[kc]).save(pc)
         m = read_softmap_pair(pd, pc, shape, min_experts=me)
     assert (m[0] == (kd >= me)).all() and (m[1] == (kc >= me)).all()
+
+def test_binary_disc_mask_read_as_ternary_refused(write):
+    "A 0/255 disc mask in a 0/128/255 layout would make disc and cup the background: refused, naming the file."
+    p = write('g01.png', np.where(TERN < 255, 255, 0).astype(np.uint8))
+    fails(lambda: read_ternary_mask(p, TERN.shape), 'g01.png: cup (0, 32 px) but no rim (128) pixels: looks like a binary 0/255 mask')
+    assert read_ternary_mask(write('nocup.png', np.where(TERN == 0, 128, TERN)), TERN.shape)[1].sum() == 0   # rim, no cup: kept

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/02_data.catalog.ipynb #c003
 from __future__ import annotations
-import os, re, csv, math, time, warnings
+import os, re, csv, math, time, errno, warnings
 from pathlib import Path
 from dataclasses import dataclass, field
 from collections import namedtuple
@@ -36,6 +36,11 @@ def _is_dir(e:os.DirEntry)->bool:
     try: return e.is_dir()
     except OSError: return False    # a link that loops onto itself
 
+def _loops(p:Path)->bool:
+    "True when `p` is a link that cannot be resolved because it loops."
+    try: os.stat(p); return False
+    except OSError as e: return e.errno == errno.ELOOP
+
 def list_files(folder, exts=IMG_EXTS)->tuple[list[Path], list[Path]]:
     "Files in `folder` with one of `exts` (sorted), and the other files there (ignored)."
     keep,ign = [],[]
@@ -43,19 +48,25 @@ def list_files(folder, exts=IMG_EXTS)->tuple[list[Path], list[Path]]:
     for e in sorted(os.scandir(folder), key=lambda o: o.name):
         if _is_dir(e): continue
         p = Path(e.path)
-        (keep if exts and not is_stray(p) and p.suffix.lower() in exts else ign).append(p)
+        ok = exts and not is_stray(p) and p.suffix.lower() in exts and not (e.is_symlink() and _loops(p))
+        (keep if ok else ign).append(p)
     return keep,ign
 
-def list_tree(folder, exts=IMG_EXTS, _seen=None)->tuple[list[Path], list[Path]]:
-    "`list_files` over `folder` and all its non-hidden sub-folders (a folder reached twice through links is read once)."
-    seen = set() if _seen is None else _seen
-    try: real = Path(folder).resolve(strict=True)
-    except (OSError, RuntimeError): return [], [Path(folder)]      # a link loop or a dangling link: ignored, not followed
-    if real in seen: return [], []
+def list_tree(folder, exts=IMG_EXTS,
+              loops=None, # list that receives `(link, what)` for each link loop met (not followed)
+              _up=(), _seen=None)->tuple[list[Path], list[Path]]:
+    "`list_files` over `folder` and all its non-hidden sub-folders; link loops are not followed, a folder reached twice is read once."
+    seen,loops = set() if _seen is None else _seen,[] if loops is None else loops
+    try: real = Path(folder).resolve()
+    except (OSError, RuntimeError): loops.append((Path(folder), "link loop: cannot be resolved; not followed")); return [], []
+    if real in _up: loops.append((Path(folder), f"link loop: leads back to {real}, a folder above it; not followed")); return [], []
+    if real in seen: return [], [Path(folder)]                     # a second link to a folder already read
     seen.add(real)
     keep,ign = list_files(folder, exts)
+    for p in [p for p in ign if p.is_symlink() and _loops(p)]:
+        loops.append((p, "link loop: resolving the link never ends; not followed")); ign.remove(p)
     for d in subdirs(folder):
-        k,i = list_tree(d, exts, seen); keep += k; ign += i
+        k,i = list_tree(d, exts, loops, (*_up, real), seen); keep += k; ign += i
     return keep,ign
 
 # %% ../../nbs/02_data.catalog.ipynb #c009
@@ -68,12 +79,13 @@ def find_file(folder, pat:str)->Path|None:
     return next((f for f in list_files(folder, exts=None)[1] if not is_stray(f) and re.fullmatch(pat, f.name, re.I)), None)
 
 def walk_dirs(root, maxdepth=4)->list[Path]:
-    "`root` and every non-hidden folder under it down to `maxdepth` levels, sorted."
-    out,todo = [Path(root)],[(Path(root),0)]
-    while todo:
-        d,k = todo.pop()
+    "`root` and every non-hidden folder under it down to `maxdepth` levels, sorted; a folder reached again through a link is left out."
+    out,todo,seen = [Path(root)],[(Path(root),0)],{Path(root).resolve()}
+    for d,k in todo:                                   # breadth first: a folder is kept under its shortest path
         if k >= maxdepth: continue
-        for s in subdirs(d): out.append(s); todo.append((s, k+1))
+        for s in subdirs(d):
+            r = s.resolve()
+            if r not in seen: seen.add(r); out.append(s); todo.append((s, k+1))
     return sorted(out)
 
 # %% ../../nbs/02_data.catalog.ipynb #c013
@@ -110,36 +122,45 @@ def _num(s)->float:
     if not math.isfinite(v): raise ValueError(f"{s!r} is not finite")
     return v
 
+_NAME_KEYS = ('imageno', 'imagenumber', 'imagename', 'imgname', 'image', 'img', 'imageid', 'imagefile', 'filename', 'file', 'name', 'id')
+
 def _point_columns(hdr:list)->dict:
     "Role ('name', 'x', 'y') -> index of the header cell naming it ('Image No', 'X- Coordinate', 'x', 'Y - Coordinate'...)."
-    out = {}
-    for j,h in enumerate(hdr):
-        k = re.sub(r'[^a-z]', '', h.lower())
-        role = ('x' if k in ('x', 'xcoordinate', 'xcoord', 'xpos', 'xposition') else
-                'y' if k in ('y', 'ycoordinate', 'ycoord', 'ypos', 'yposition') else
-                'name' if k in ('imageno', 'image', 'imagename', 'imageid', 'name', 'file', 'filename', 'id') else None)
-        if role and role not in out: out[role] = j
+    out,ks = {},[re.sub(r'[^a-z]', '', h.lower()) for h in hdr]
+    for r in 'xy':
+        j = next((j for j,k in enumerate(ks) if re.fullmatch(rf'{r}|{r}(coord|coordinate|pos|position|px|pixel)s?|(od|disc|fovea|centre|center|c){r}', k)), None)
+        if j is not None: out[r] = j
+    names = sorted((_NAME_KEYS.index(k), j) for j,k in enumerate(ks) if k in _NAME_KEYS)   # 'Image No' before 'ID'
+    if names: out['name'] = names[0][1]
     return out
 
+def _is_num(s)->bool:
+    try: _num(s); return True
+    except ValueError: return False
+
 def read_points_csv(path, folder=None, # folder the named images live in: names are `safe_join`ed onto it
-                    cols=None, # None: columns 0, 1, 2 are name, x, y; or a dict role -> column name
+                    cols=None, # None: name, x, y columns found by their header, or columns 0, 1, 2 without one; or a dict role -> column name
+                    bad=None,  # set that receives the names whose row is refused
                    )->tuple[dict, list]:
     "`({name: {role: value}}, problems)` from a CSV of points; problems are `(path, 'line N: ...')`."
-    path = Path(path); out,probs = {},[]
+    path = Path(path); out,probs,bad = {},[],set() if bad is None else bad
     try: text = path.read_text(encoding='utf-8-sig', errors='replace')
     except OSError as e: return {}, [(path, f"unreadable: {e}")]
-    rows = [(i, [c.strip() for c in r]) for i,r in enumerate(csv.reader(text.splitlines()), 1)]
+    if '\x00' in text: return {}, [(path, "not a text CSV file (binary content)")]
+    first = next((l for l in text.splitlines() if l.strip(' ,;\t')), '')
+    sep = next((c for c in ',;\t' if c in first), ',')                 # a European export separates cells with ';'
+    rows = [(i, [c.strip() for c in r]) for i,r in enumerate(csv.reader(text.splitlines(), delimiter=sep), 1)]
     rows = [(i, r) for i,r in rows if any(r)]
-    if not rows: return {}, [(path, 'no rows')]
+    if not rows: return {}, [(path, 'no rows: the file is empty' if not text else 'no rows: only blank lines')]
     if cols is None:
-        i,r = rows[0]
-        try: _num(r[1]); _num(r[2]); idx,ncol = {'x': 1, 'y': 2},0   # no header: name, x, y by position
-        except (IndexError, ValueError):                             # a header: columns found by their names
-            rows = rows[1:]; found = _point_columns(r)
+        i,r = rows[0]; found = _point_columns(r)
+        if not found and any(map(_is_num, r[1:3])): idx,ncol = {'x': 1, 'y': 2},0   # no header: name, x, y by position
+        else:                                                                      # a header: columns found by their names
             miss = [k for k in ('name', 'x', 'y') if k not in found]
-            if miss: return {}, [(path, f"line 1: no {'/'.join(miss)} column in the header {[c for c in r if c]} "
+            if miss: return {}, [(path, f"line {i}: no {'/'.join(miss)} column in the header {[c for c in r if c]} "
                                         "(expected e.g. 'Image No', 'X- Coordinate', 'Y - Coordinate')")]
-            ncol = found.pop('name'); idx = found
+            rows = rows[1:]; ncol = found.pop('name'); idx = found
+            if not rows: return {}, [(path, f"line {i}: a header and no rows under it")]
     else:
         hdr = [h.lower() for h in rows[0][1]]; rows = rows[1:]
         miss = [c for c in ['name', *cols.values()] if c.lower() not in hdr]
@@ -147,19 +168,21 @@ def read_points_csv(path, folder=None, # folder the named images live in: names 
         idx = {k: hdr.index(v.lower()) for k,v in cols.items()}; ncol = hdr.index('name')
     for i,r in rows:
         name = r[ncol] if len(r) > ncol else ''
-        if not name: probs.append((path, f"line {i}: no image name")); continue
+        if not name:                               # a row holding only a spreadsheet's row number is blank too
+            if any(j < len(r) and r[j] for j in idx.values()): probs.append((path, f"line {i}: no image name"))
+            continue
         try:
             if folder is not None: safe_join(folder, name)
         except BadFileError as e: probs.append((path, f"line {i}: {name!r}: {e.problem}")); continue
-        vals,bad = {},[]
+        vals,nan = {},[]
         for k,j in idx.items():
             v = r[j] if j < len(r) else ''
             if cols is not None and v == '': continue          # optional column left empty
             try: vals[k] = _num(v)
-            except ValueError: bad.append(f"{k}={v!r}")
-        if bad: probs.append((path, f"line {i}: {name}: not a number: {', '.join(bad)}")); continue
+            except ValueError: nan.append(f"{k}={v!r}")
         key = Path(name).stem if Path(name).suffix.lower() in IMG_EXTS else name
-        if key in out: probs.append((path, f"line {i}: {name} listed twice")); continue
+        if nan: probs.append((path, f"line {i}: {name}: not a number: {', '.join(nan)}")); bad.add(key); continue
+        if key in out: probs.append((path, f"line {i}: {name} listed twice")); bad.add(key); continue
         out[key] = vals
     return out,probs
 
@@ -167,6 +190,7 @@ def read_points_csv(path, folder=None, # folder the named images live in: names 
 class Dataset:
     "A dataset release found under `root`: one `split` of it, its samples and the problems met finding them."
     name,encoding,domain = '',None,''
+    layout = ''             # the release's folders, for messages
     check_points = True     # points must fall inside their image
     def __init__(self, root=None,  # data root (or the release folder); None reads $FUNDUS_BENCH_DATA
                  split='train',     # split folder name or alias ('train', 'test', 'val')
@@ -176,7 +200,7 @@ class Dataset:
         if not bases: raise DataNotFoundError(f"{self.root}: no {self.name or type(self).__name__} release found")
         self.base = bases[0]
         self.split = self._resolve_split(split)
-        self.problems,self.ignored,self.excluded = [],[],[]
+        self._reset()
 
     @classmethod
     def is_base(cls, d:Path)->bool: return bool(cls._splits(d))
@@ -195,9 +219,13 @@ class Dataset:
         "Split folder names of this release found under `root`."
         return sorted({s for b in cls.locate(data_root(root)) for s in cls._splits(b)})
 
+    def _reset(self):
+        self.problems,self.ignored,self.excluded = [],[],[]
+        self.flagged,self.partial = set(),set()   # images a problem spoils; images kept with part of their ground truth missing
+
     def samples(self)->list[Sample]:
         "Every image of the split with its ground truth; problems go to `.problems`, orphans to `.excluded`."
-        self.problems,self.ignored,self.excluded = [],[],[]
+        self._reset()
         ss = self._samples()
         if self.excluded: warnings.warn(f"{self.name}/{self.split}: {len(self.excluded)} image(s) without ground truth "
                                         f"left out, e.g. {self.excluded[0].image}")
@@ -206,9 +234,17 @@ class Dataset:
                           f"{self.problems[-1][1]}; `validate` lists them all")
         return ss
 
-    def _problem(self, path, msg): self.problems.append((Path(path), msg))
+    def _problem(self, path, msg, sample=None, partial=False):
+        "Record problem `msg` with file `path`; `sample`: the image it spoils, `partial`: whose ground truth it leaves incomplete."
+        self.problems.append((Path(path), msg))
+        if sample is not None: self.flagged.add(Path(sample.image))
+        if partial: self.partial.add(Path(sample.image))
     def _ls(self, folder, tree=False):
-        keep,ign = (list_tree if tree else list_files)(folder); self.ignored += ign; return keep
+        if not tree: keep,ign = list_files(folder)
+        else:
+            loops = []; keep,ign = list_tree(folder, loops=loops)
+            for p,m in loops: self._problem(p, m)
+        self.ignored += ign; return keep
 
     def _index(self, files, pat=None, role='mask')->dict:
         "`{name: path}` for `files`; with regex `pat`, name = its first group and unmatched files are ignored."
@@ -244,6 +280,7 @@ class Dataset:
 class DiscCrops(Dataset):
     "Disc-centred crops in `<Name>/<split>/disc_small/{image,mask}` (ternary masks, g/n labels)."
     folder = None   # the `<Name>` folder this class stands for; None: any
+    layout = '<Name>/<split>/disc_small/{image,mask}'
     def __init__(self, root=None, split='train', base=None,
                  folder=None): # `<Name>` folder (any case) to pick among several crop sets
         folder = folder or self.folder
@@ -271,10 +308,12 @@ class DiscCrops(Dataset):
 class DrishtiGSCrops(DiscCrops):
     "Drishti-GS1 as 512×512 disc-centred crops (`Drishti-GS/<split>/disc_small`)."
     name,folder = 'drishti-gs','Drishti-GS'
+    layout = 'Drishti-GS/<split>/disc_small/{image,mask}'
 
 class RefugeCrops(DiscCrops):
     "REFUGE as 512×512 disc-centred crops (`refuge/<split>/disc_small`)."
     name,folder = 'refuge','refuge'
+    layout = 'refuge/<split>/disc_small/{image,mask}'
 
 # %% ../../nbs/02_data.catalog.ipynb #c029
 def _read_floats(path, n=None)->list[float]:
@@ -283,25 +322,22 @@ def _read_floats(path, n=None)->list[float]:
     if not vals or (n is not None and len(vals) != n): raise ValueError(f"expected {n or 'some'} numbers, got {len(vals)}")
     return vals
 
-def _read_table(path):
-    "A spreadsheet or CSV as a DataFrame of strings, no header row assumed."
+def _read_rows(path)->list[list[str]]:
+    "A spreadsheet or CSV as rows of stripped cells; a CSV row keeps its own length (read row by row, none is lost)."
+    if Path(path).suffix.lower() == '.csv':
+        return [[c.strip() for c in r] for r in csv.reader(Path(path).read_text(encoding='utf-8-sig', errors='replace').splitlines())]
     import pandas as pd
-    if Path(path).suffix.lower() == '.csv':   # row by row: a row with more or fewer cells does not lose the table
-        rows = list(csv.reader(Path(path).read_text(encoding='utf-8-sig', errors='replace').splitlines()))
-        w = max(map(len, rows), default=0)
-        return pd.DataFrame([r + ['']*(w - len(r)) for r in rows], dtype=str)
-    return pd.read_excel(path, header=None, dtype=str).fillna('')
+    return [[str(c).strip() for c in r] for r in pd.read_excel(path, header=None, dtype=str).fillna('').itertuples(index=False)]
 
-def _header_row(df, pat)->int|None:
+def _header_row(rows, pat)->int|None:
     "Index of the first row with a cell matching regex `pat`."
-    for i,row in enumerate(df.itertuples(index=False)):
-        if any(re.search(pat, str(c), re.I) for c in row): return i
-    return None
+    return next((i for i,r in enumerate(rows) if any(re.search(pat, c, re.I) for c in r)), None)
 
 # %% ../../nbs/02_data.catalog.ipynb #c030
 class DrishtiGS1(Dataset):
     "Drishti-GS1 whole images: soft maps of four experts, expert CDRs, disc centre and glaucoma label."
     name,encoding,domain = 'drishti-gs1','softmap','Drishti-GS'
+    layout = 'Drishti-GS1_files/<split>/{Images,GT}'
     @classmethod
     def _gt_dir(cls, sd): return find_dir(sd, r'(.*[_ -])?gt')
     @classmethod
@@ -310,19 +346,21 @@ class DrishtiGS1(Dataset):
             any(find_dir(g, 'softmap') for g in subdirs(cls._gt_dir(s))) or 'drishti' in str(base).lower())]
 
     def _labels(self, gtd)->dict:
-        "Image number -> 1 glaucoma / 0 normal from a spreadsheet in the GT folder."
+        "Image number -> 1 glaucoma / 0 normal (None: a bad entry, said) from a spreadsheet in the GT folder."
         out = {}
         for f in list_files(gtd, ('.xlsx', '.xls', '.csv'))[0]:
-            try:
-                df = _read_table(f); h = _header_row(df, r'normal|glaucom')
-                if h is None: continue
-                hdr = [str(o) for o in df.iloc[h]]
-                ci = next(j for j,o in enumerate(hdr) if re.search('image', o, re.I))
-                cl = next(j for j,o in enumerate(hdr) if re.search(r'normal|glaucom', o, re.I))
-                for r in df.iloc[h+1:].itertuples(index=False):
-                    n,l = str(r[ci]).strip(),str(r[cl]).strip().upper()[:1]
-                    if l in ('G', 'N') and re.fullmatch(r'\d+(\.0*)?', n): out[int(float(n))] = int(l == 'G')
-            except Exception as e: self._problem(f, f"unreadable label spreadsheet: {type(e).__name__}: {e}")
+            try: rows = _read_rows(f)
+            except Exception as e: self._problem(f, f"unreadable label spreadsheet: {type(e).__name__}: {e}"); continue
+            h = _header_row(rows, r'normal|glaucom')
+            if h is None: continue
+            ci = next((j for j,o in enumerate(rows[h]) if re.search('image', o, re.I)), None)
+            if ci is None: self._problem(f, f"line {h+1}: no image number column beside the Normal/Glaucomal one"); continue
+            cl = next(j for j,o in enumerate(rows[h]) if re.search(r'normal|glaucom', o, re.I))
+            for i,r in enumerate(rows[h+1:], h+2):
+                n,l = [r[j] if j < len(r) else '' for j in (ci, cl)]
+                if not re.fullmatch(r'\d+(\.0*)?', n) or not l: continue            # no decision: label unknown
+                if l[:1].upper() in ('G', 'N'): out[int(float(n))] = int(l[:1].upper() == 'G'); continue
+                out[int(float(n))] = None; self._problem(f, f"line {i}: image {n}: label {l!r} is neither G (glaucoma) nor N (normal)")
         return out
 
     def _samples(self):
@@ -342,18 +380,19 @@ class DrishtiGS1(Dataset):
         return ss
 
     def _extras(self, s, g, labels):
-        "CDRs, disc centre, boundary files and label of sample `s` from its GT folder `g`."
+        "CDRs, disc centre, boundary files and label of sample `s` from its GT folder `g`; a bad one spoils `s`."
         num = re.search(r'(\d+)$', s.name)
         s.label = labels.get(int(num[1])) if num else None
+        if num and int(num[1]) in labels and s.label is None: self.flagged.add(Path(s.image))
         f = find_file(g, rf'{re.escape(s.name)}_cdrvalues\.txt')
         if f:
             try: s.meta['cdr'] = _read_floats(f)
-            except (ValueError, OSError) as e: self._problem(f, f"unreadable CDR values: {e}")
+            except (ValueError, OSError) as e: self._problem(f, f"unreadable CDR values: {e}", s)
         ab = find_dir(g, 'avgboundary')
         f = find_file(ab, rf'{re.escape(s.name)}_diskcenter\.txt')
         if f:
-            try: r,c = _read_floats(f, 2); s.points['disc_center'] = (c, r)
-            except (ValueError, OSError) as e: self._problem(f, f"expected 'row col': {e}")
+            try: r,c = _read_floats(f, 2); s.points['disc_center'] = (c, r); s.meta['point_files'] = {'disc_center': f}
+            except (ValueError, OSError) as e: self._problem(f, f"expected 'row col': {e}", s)
         bnd = {k: find_file(ab, rf'{re.escape(s.name)}_{k}avgboundary\.txt') for k in ('od', 'cup')}
         if all(bnd.values()): s.meta['boundary'] = {'disc': bnd['od'], 'cup': bnd['cup']}
 
@@ -361,10 +400,12 @@ class DrishtiGS1(Dataset):
 _REFUGE_SPLIT = r'(refuge[-_ ]?)?(training|validation|test)\d+'
 
 def _norm(s)->str: return re.sub(r'[^a-z]', '', str(s).lower())
+_NAME_COLS = {'imgname', 'imagename', 'image', 'img', 'imageid', 'imagefile', 'filename', 'file', 'name'}   # `_norm`ed
 
 class RefugeOfficial(Dataset):
     "REFUGE-2018 as released: Training400, REFUGE-Validation400, Test400 and their ground-truth folders."
     name,encoding = 'refuge-official','ternary'
+    layout = 'Training400, REFUGE-Validation400, Test400 beside their Disc_Cup_Masks folders'
     @classmethod
     def _splits(cls, base): return [s.name for s in subdirs(base) if re.fullmatch(_REFUGE_SPLIT, s.name, re.I)]
 
@@ -376,27 +417,47 @@ class RefugeOfficial(Dataset):
         return None
 
     def _table(self, gtd)->dict:
-        "Image name -> {'fovea': (x, y), 'label': 0/1} from the spreadsheets in the GT folder."
+        "Image name -> {'fovea': (x, y), 'label': 0/1} from the spreadsheets in the GT folder; a bad row gives {'bad': True}."
         out = {}
         for f in list_files(gtd, ('.xlsx', '.xls', '.csv'))[0]:
-            try:
-                df = _read_table(f); h = _header_row(df, r'img|image')
-                if h is None: self._problem(f, "no header row (a row naming the 'ImgName' column)"); continue
-                hdr = [_norm(o) for o in df.iloc[h]]
-                col = lambda *ks: next((j for j,o in enumerate(hdr) if any(k in o for k in ks)), None)
-                cn,cx,cy,cl = col('imgname', 'imagename', 'img'),col('foveax'),col('foveay'),col('glaucoma', 'label')
-                if (cx is None) != (cy is None):
-                    self._problem(f, f"line {h+1}: a {'Fovea_X' if cy is None else 'Fovea_Y'} column without its "
-                                     f"{'Fovea_Y' if cy is None else 'Fovea_X'}: fovea positions not read"); cx = cy = None
-                for i,r in enumerate(df.iloc[h+1:].itertuples(index=False), h+2):
-                    n = str(r[cn]).strip()
-                    if not n: continue
-                    try:
-                        safe_join(self.base, n); e = out.setdefault(Path(n).stem, {})
-                        if cx is not None and str(r[cx]).strip(): e['fovea'] = (_num(r[cx]), _num(r[cy]))
-                        if cl is not None and str(r[cl]).strip(): e['label'] = int(_num(r[cl]))
-                    except ValueError as err: self._problem(f, f"line {i}: {n}: {err}")
-            except Exception as e: self._problem(f, f"unreadable spreadsheet: {type(e).__name__}: {e}")
+            try: rows = _read_rows(f)
+            except Exception as e: self._problem(f, f"unreadable spreadsheet: {type(e).__name__}: {e}"); continue
+            h = next((i for i,r in enumerate(rows) if any(_norm(c) in _NAME_COLS for c in r)), None)
+            if h is None: self._problem(f, "no header row (a row naming the 'ImgName' column)"); continue
+            hdr = [_norm(o) for o in rows[h]]; w = len(hdr) - next((j for j,o in enumerate(rows[h][::-1]) if o), 0)
+            col = lambda *ks: next((j for j,o in enumerate(hdr) if any(k in o for k in ks)), None)
+            cn,cx,cy,cl = next(j for j,o in enumerate(hdr) if o in _NAME_COLS),col('foveax'),col('foveay'),col('glaucoma', 'label')
+            if (cx is None) != (cy is None):
+                self._problem(f, f"line {h+1}: a {'Fovea_X' if cy is None else 'Fovea_Y'} column without its "
+                                 f"{'Fovea_Y' if cy is None else 'Fovea_X'}: fovea positions not read"); cx = cy = None
+                if cl is None: continue
+            elif cx is None and cl is None:
+                self._problem(f, f"line {h+1}: no Fovea_X/Fovea_Y nor Glaucoma Label column in the header {[o for o in rows[h] if o]}"); continue
+            seen = set()
+            for i,r in enumerate(rows[h+1:], h+2):
+                if not any(r): continue
+                cell = lambda j: r[j] if j is not None and j < len(r) else ''
+                n = cell(cn)
+                if not n:                                  # a row holding only a row number is blank too
+                    if any(map(cell, (cx, cy, cl))): self._problem(f, f"line {i}: no image name")
+                    continue
+                try: safe_join(self.base, n)
+                except (BadFileError, ValueError) as e: self._problem(f, f"line {i}: {n!r}: {getattr(e, 'problem', e)}"); continue
+                k,why,e = Path(n).stem,[],{}
+                if len(r) < w or any(r[len(rows[h]):]): why.append(f"{len(r)} cell{'s'[:len(r)!=1]} where the header has {w}")
+                elif k in seen: why.append("listed twice")
+                else:
+                    if cx is not None and (cell(cx) or cell(cy)):
+                        try: e['fovea'] = (_num(cell(cx)), _num(cell(cy)))
+                        except ValueError: why.append(f"fovea ({cell(cx)!r}, {cell(cy)!r}) is not a pair of numbers")
+                    if cl is not None and cell(cl):
+                        try: v = _num(cell(cl))
+                        except ValueError: v = None
+                        if v in (0, 1): e['label'] = int(v)
+                        else: why.append(f"glaucoma label {cell(cl)!r} is not 0 or 1")
+                seen.add(k)
+                if why: self._problem(f, f"line {i}: {n}: {'; '.join(why)}: row not read"); e = {'bad': True}
+                out.setdefault(k, {}).update(e)
         return out
 
     def _samples(self):
@@ -411,12 +472,14 @@ class RefugeOfficial(Dataset):
             s.label = folder_label(s.image.parent.name)
             if s.label is None: s.label = t.get('label')
             if 'fovea' in t: s.points['fovea'] = t['fovea']
+            if t.get('bad'): self.flagged.add(Path(s.image))
         return ss
 
 # %% ../../nbs/02_data.catalog.ipynb #c038
 class RimOneDL(Dataset):
     "RIM-ONE DL: optic-nerve-head crops from three hospitals, binary disc and cup references."
     name,encoding,domain = 'rim-one-dl','binary','RIM-ONE-DL'
+    layout = 'RIM-ONE_DL_images/partitioned_*/<split>/{glaucoma,normal} beside RIM-ONE_DL_reference_segmentations'
     def __init__(self, root=None, split='train', base=None,
                  partition='randomly'): # 'randomly' or 'by_hospital' (or the folder name), for a bare split name
         self.partition = partition
@@ -458,6 +521,7 @@ class RimOneDL(Dataset):
 class FundusDomains(Dataset):
     "The 4-domain optic disc/cup benchmark layout `Domain{N}/{train,test}/ROIs/{image,mask}`."
     name,encoding = 'fundus-domains','ternary'
+    layout = 'Domain<N>/<split>/ROIs/{image,mask}'
     def __init__(self, root=None, split='train', base=None,
                  domains=None): # domain folder names to keep (e.g. ['Domain1']); None: all
         self.domains = domains
@@ -496,6 +560,7 @@ def _lesion_folder(name:str)->str|None:
 class IdridSeg(Dataset):
     "IDRiD A. Segmentation: whole 4288×2848 images, one {0,1} TIFF per lesion type and the optic disc."
     name,encoding,domain = 'idrid-seg','lesions','IDRiD'
+    layout = 'A. Segmentation/{1. Original Images,2. All Segmentation Groundtruths}/<split>'
     gt_pat = r'(\d+\.\s*)?(all\s+)?segmentation groundtruths'
     @classmethod
     def _splits(cls, base):
@@ -506,25 +571,32 @@ class IdridSeg(Dataset):
         im,gt = _idrid_parts(self.base, self.gt_pat)
         try: gsd = gt/match_split(self.split, [o.name for o in subdirs(gt)])
         except DataNotFoundError: gsd = None
-        gts = {k: {} for k in LESIONS} if gsd else {}
+        gts,misplaced = ({k: {} for k in LESIONS} if gsd else {}),set()
         for ld,f in [(ld, f) for ld in subdirs(gsd) for f in self._ls(ld)]:
             m = re.fullmatch(r'(.*)_(ma|he|ex|se|od)', f.stem, re.I)
             if not m: self.ignored.append(f); continue
             kind = _lesion_folder(ld.name)
-            if kind and kind != m[2].upper(): self._problem(f, f"a {m[2].upper()} file in the {kind} folder {ld.name!r}"); continue
+            if kind and kind != m[2].upper():
+                self._problem(f, f"a {m[2].upper()} file in the {kind} folder {ld.name!r}: not read"); misplaced.add(m[1]); continue
             g = gts[m[2].upper()]
             if m[1] in g: self._problem(f, f"two {m[2].upper()} files for {m[1]} (also {g[m[1]]})"); continue
             g[m[1]] = f
         gts = {k: v for k,v in gts.items() if v}
         ss = self._match(self._ls(im/self.split), gts, required='any', domain=self.domain,
                          encoding='lesions' if gts else None)
-        for s in ss: s.meta['missing'] = [k for k in gts if k not in s.gt]
+        for s in ss:
+            s.meta['missing'] = [k for k in gts if k not in s.gt]
+            if s.name in misplaced: self.flagged.add(Path(s.image))
+            if 'OD' in s.meta['missing']:   # lesions may be absent, the optic disc never is
+                self._problem(s.image, f"no optic-disc map {s.name}_OD beside the other images' in "
+                                       f"{next(iter(gts['OD'].values())).parent.name!r}", s, partial=True)
         return ss
 
 # %% ../../nbs/02_data.catalog.ipynb #c049
 class IdridLoc(Dataset):
     "IDRiD C. Localization: images with optic-disc and fovea centre coordinates from the release's CSVs."
     name,domain = 'idrid-loc','IDRiD'
+    layout = 'C. Localization/1. Original Images/<split> beside 2. Groundtruths/*.csv'
     gt_pat = r'(\d+\.\s*)?groundtruths'
     @classmethod
     def _csvs(cls, gt): return list_tree(gt, ('.csv',))[0]
@@ -541,11 +613,11 @@ class IdridLoc(Dataset):
     def _samples(self):
         im,gt = _idrid_parts(self.base, self.gt_pat)
         imd = im/self.split; imgs = self._ls(imd)
-        pts,src = {},{}
+        pts,src,refused = {},{},set()
         for f in self._csvs(gt):
             k = self._kind(f, gt)
             if k is None or split_key(f.stem) != split_key(self.split): continue
-            p,probs = read_points_csv(f, folder=imd)
+            p,probs = read_points_csv(f, folder=imd, bad=refused)
             self.problems += probs; pts[k] = p; src[k] = f
         by_name = {p.stem: p for p in imgs}
         for k,p in pts.items():
@@ -556,7 +628,9 @@ class IdridLoc(Dataset):
             s = Sample(p, self.name, self.split, self.domain, meta={'point_files': src})
             s.points = {k: (v[n]['x'], v[n]['y']) for k,v in pts.items() if n in v}
             miss = [k for k in pts if k not in s.points]
-            if miss: self._problem(p, f"image without ground truth ({', '.join(miss)} missing from {', '.join(src[k].name for k in miss)})")
+            if miss: self._problem(p, f"image without ground truth ({', '.join(miss)} missing from {', '.join(src[k].name for k in miss)})",
+                                   s, partial=True)
+            if n in refused: self.flagged.add(Path(p))
             if pts and not s.points: self.excluded.append(s)
             else: ss.append(s)
         return ss
@@ -567,6 +641,7 @@ _SYN_COLS = {'dx': 'disc_x', 'dy': 'disc_y', 'fx': 'fovea_x', 'fy': 'fovea_y', '
 class Synthetic(Dataset):
     "Procedural disc-centred crops written by `data.synthetic` (`synthetic/<domain>/<split>/crop`)."
     name,encoding,part,check_points = 'synthetic','ternary','crop',False
+    layout = 'synthetic/<domain>/<split>/crop/{image,mask}'
     def __init__(self, root=None, split='train', base=None,
                  domains=None): # domain folder names to keep; None: all
         self.domains = domains
@@ -576,9 +651,9 @@ class Synthetic(Dataset):
     def _splits(cls, base):
         return sorted({s.name for d in subdirs(base) for s in subdirs(d) if find_dir(find_dir(s, cls.part), 'image')})
 
-    def _points(self, f, folder):
+    def _points(self, f, folder, bad):
         if not f.is_file(): return {}
-        pts,probs = read_points_csv(f, folder, cols={k: v for k,v in _SYN_COLS.items()})
+        pts,probs = read_points_csv(f, folder, cols={k: v for k,v in _SYN_COLS.items()}, bad=bad)
         self.problems += probs; return pts
 
     def _one(self, d, pd):
@@ -590,8 +665,9 @@ class Synthetic(Dataset):
         names = {s.name for s in ss + self.excluded}
         for n,p in [(n, p) for g in les.values() for n,p in g.items() if n not in names]:
             self._problem(p, f"lesion mask without image (no image named {n})")
-        pts = self._points(pd/'points.csv', find_dir(pd, 'image'))
+        pts = self._points(pd/'points.csv', find_dir(pd, 'image'), bad:=set())
         for s in ss + self.excluded:
+            if s.name in bad: self.flagged.add(Path(s.image))
             s.gt.update({k: g[s.name] for k,g in les.items() if s.name in g})
             t = pts.get(s.name, {})
             for k,(x,y) in {'disc_center': ('dx', 'dy'), 'fovea': ('fx', 'fy')}.items():
@@ -612,6 +688,7 @@ class Synthetic(Dataset):
 class SyntheticWhole(Synthetic):
     "Procedural whole fundus images with disc/cup masks, MA/HE lesion masks, disc centre and fovea."
     name,part,check_points = 'synthetic-whole','whole',True
+    layout = 'synthetic/<domain>/<split>/whole/{image,mask,lesions}'
 
 # %% ../../nbs/02_data.catalog.ipynb #c057
 DATASETS = {c.name: c for c in [DrishtiGSCrops, RefugeCrops, DrishtiGS1, RefugeOfficial, RimOneDL, FundusDomains,
@@ -672,7 +749,7 @@ def check_sample(s:Sample, check_points=True)->list[tuple]:
         for k,(x,y) in s.points.items():
             if not (0 <= x < w and 0 <= y < h):
                 src = s.meta.get('point_files', {}).get(k, s.image)
-                probs.append((Path(src), f"{s.name}: {k} ({x:g}, {y:g}) outside the {w}x{h} image"))
+                probs.append((Path(src), f"{s.name}: {k} (x={x:g}, y={y:g}) outside the {w}x{h} (width x height) image"))
     return probs
 
 # %% ../../nbs/02_data.catalog.ipynb #c061
@@ -687,7 +764,7 @@ class ValidationReport:
     @property
     def ok(self)->bool: return not self.problems
     def _rel(self, p):
-        try: return str(Path(p).relative_to(self.root))
+        try: return str(Path(p).relative_to(self.root)) if Path(p) != self.root else str(p)
         except ValueError: return str(p)
     def __str__(self):
         hdr = DatasetRow('dataset', 'split', 'domain', 'images', 'with gt', 'bad')
@@ -714,26 +791,30 @@ def validate(root=None,       # data root; None reads $FUNDUS_BENCH_DATA
         with warnings.catch_warnings():
             warnings.simplefilter('ignore'); ss = ds.samples()
         rep.problems += ds.problems; rep.ignored += ds.ignored; jobs.append((ds, ss))
+    key = lambda s,ds: (s.image, tuple(sorted(s.gt.items())), s.encoding, ds.check_points)
     todo = {}
     for ds,ss in jobs:
-        for s in ss: todo.setdefault((s.image, tuple(sorted(s.gt.items())), s.encoding, ds.check_points), (s, ds.check_points))
+        for s in ss: todo.setdefault(key(s, ds), (s, ds.check_points))
     with ThreadPoolExecutor(n_workers or os.cpu_count() or 2) as ex:
         res = dict(zip(todo, ex.map(lambda o: check_sample(*o), todo.values())))
     for ds,ss in jobs:
-        groups,exc,named = {},{id(s) for s in ds.excluded},{p for p,_ in ds.problems}
+        groups,exc = {},{id(s) for s in ds.excluded}
+        spoilt = {p for p,_ in ds.problems} | ds.flagged          # a problem naming an image or its files, or attributed to it
         for s in ss + ds.excluded: groups.setdefault(s.domain, []).append(s)
         for dom,g in (groups or {ds.domain: []}).items():
             ok = [s for s in g if id(s) not in exc]
-            nbad = len(g) - len(ok) + sum(bool(res[(s.image, tuple(sorted(s.gt.items())), s.encoding, ds.check_points)])
-                                          or not named.isdisjoint([s.image, *s.gt.values()]) for s in ok)
-            rep.datasets.append(DatasetRow(ds.name, ds.split, dom, len(g), sum(bool(s.gt or s.points) for s in ok), nbad))
-            where = f"{ds.name}, split {ds.split!r}" + (f", domain {dom!r}" if dom else '')
-            if not g: rep.problems.append((ds.base, f"{where}: no images"))
+            nbad = len(g) - len(ok) + sum(bool(res[key(s, ds)]) or not spoilt.isdisjoint([Path(s.image), *s.gt.values()]) for s in ok)
+            ngt = sum(bool(s.gt or s.points) and Path(s.image) not in ds.partial for s in ok)
+            rep.datasets.append(DatasetRow(ds.name, ds.split, dom, len(g), ngt, nbad))
+            where,sd = f"{ds.name}, split {ds.split!r}" + (f", domain {dom!r}" if dom else ''),ds.base/ds.split
+            if not g: rep.problems.append((sd if sd.is_dir() else ds.base, f"{where}: no images"))
             elif not any(s.gt or s.points for s in g):
-                rep.problems.append((ds.base, f"{where}: none of its {len(g)} images has ground truth (masks or points)"))
-    if not jobs:
-        rep.problems.append((root, "no dataset found under this folder (expected a release in one of the layouts of "
-                                   f"`data.catalog.DATASETS`: {', '.join(sorted(DATASETS))}; the data root is the folder that holds them)"))
+                rep.problems.append((sd if sd.is_dir() else ds.base, f"{where}: none of its {len(g)} images has ground truth (masks or points)"))
+    if not jobs and names is not None: rep.problems.append((root, f"no dataset named {', '.join(names)} found under {root}"))
+    elif not jobs:
+        lay = '; '.join(f"{k}: {c.layout}" for k,c in DATASETS.items())
+        rep.problems.append((root, f"no dataset found under {root} (expected one of the layouts {lay}; or any crop set "
+                                   f"{DiscCrops.layout}; the data root is the folder that holds them)"))
     rep.problems += [p for r in res.values() for p in r]
     rep.problems = list(dict.fromkeys((Path(p), m) for p,m in rep.problems))
     rep.ignored = list(dict.fromkeys(rep.ignored))
