@@ -10,8 +10,9 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['ENCODINGS', 'ENV_DATA', 'MALLOC_SETTINGS', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'BadSamplesError',
-           'Sample', 'data_root', 'project_root', 'embedded_data', 'safe_join', 'set_seed', 'worker_seed',
-           'default_device', 'tune_malloc', 'atomic_write_bytes', 'atomic_write_json', 'read_json']
+           'Sample', 'data_root', 'project_root', 'embedded_data', 'param_root', 'safe_join', 'set_seed', 'worker_seed',
+           'default_device', 'to_channels_last', 'tune_malloc', 'moved_attr', 'atomic_write_bytes', 'atomic_write_json',
+           'read_json']
 
 # %% ../nbs/00_core.ipynb #c005
 class FundusBenchError(Exception):
@@ -79,6 +80,12 @@ def embedded_data(*parts)->Path:
     "A path inside the project's embedded `data/` folder."
     return project_root().joinpath('data', *parts)
 
+def param_root(p=None)->Path:
+    "An experiment's `data_root` parameter as a folder: None is the embedded sample; a relative path not found here is taken from the project folder."
+    if p is None: return embedded_data()
+    p = Path(p)
+    return p if p.is_absolute() or p.exists() else project_root()/p
+
 # %% ../nbs/00_core.ipynb #c014
 def safe_join(root, name)->Path:
     "`root/name`, refusing names that resolve outside `root`."
@@ -90,12 +97,9 @@ def safe_join(root, name)->Path:
 
 # %% ../nbs/00_core.ipynb #c017
 def set_seed(seed:int=42, deterministic=True):
-    "Seed Python, NumPy and torch; optionally ask torch for deterministic kernels."
-    import torch
-    random.seed(seed); np.random.seed(seed % 2**32); torch.manual_seed(seed)
-    if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        torch.backends.cudnn.deterministic,torch.backends.cudnn.benchmark = True,False
+    "Seed Python, NumPy and torch (fastai's `set_seed`); optionally ask torch for deterministic kernels."
+    from fastai.torch_core import set_seed as _set_seed   # fastai and torch load on first use: `core` stays light
+    _set_seed(seed, reproducible=deterministic)
     os.environ['PYTHONHASHSEED'] = str(seed)
 
 def worker_seed(worker_id:int):
@@ -113,6 +117,11 @@ def default_device(device=None):
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r}: CUDA is not available here (no GPU, or a CPU-only torch build); use 'cpu' or 'auto'")
     return dev
+
+def to_channels_last(model):
+    "`model` with its 4-d parameters and buffers in channels-last memory order (in place); values are unchanged."
+    import torch
+    return model.to(memory_format=torch.channels_last)
 
 # %% ../nbs/00_core.ipynb #c020
 MALLOC_SETTINGS = {'MALLOC_MMAP_THRESHOLD_': (-3, 32*2**20),   # glibc's largest: blocks up to this come from the heap
@@ -133,6 +142,18 @@ def tune_malloc(children:bool=True)->dict:
             done[k] = v
             if children: os.environ[k] = str(v)
     return done
+
+# %% ../nbs/00_core.ipynb #c021b
+import importlib, warnings
+
+def moved_attr(module:str, # the old module's `__name__`
+               name:str,   # the attribute asked for
+               moved:dict, # `{name: new module}` of the old module
+              ):
+    "Attribute `name` of `module` that moved to `moved[name]`, with a `DeprecationWarning`; `AttributeError` otherwise."
+    if name not in moved: raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(f"{module}.{name} moved to {moved[name]}.{name}; the old path goes in the next release", DeprecationWarning, stacklevel=3)
+    return getattr(importlib.import_module(moved[name]), name)
 
 # %% ../nbs/00_core.ipynb #c023
 def atomic_write_bytes(path, data:bytes):

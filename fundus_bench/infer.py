@@ -11,10 +11,11 @@ from .data.loaders import resize_pair, to_tensors
 from .postprocess import clean_discup
 from .postprocess import ensemble_probs, inference_model, precision_ctx
 from .metrics import discup_scores, disc_radius
+from .models.registry import load_model
 
 # %% auto #0
-__all__ = ['SYNTHETIC_CROP', 'REAL_CROP', 'predict_probs', 'evaluate_discup', 'fov_square', 'disc_centre', 'locate_discs',
-           'crop_side', 'predict_many', 'predict', 'load_predictor']
+__all__ = ['SYNTHETIC_CROP', 'REAL_CROP', 'predict_probs', 'evaluate_discup', 'disc_centre', 'locate_discs', 'crop_side',
+           'locator_crops', 'predict_many', 'predict', 'load_predictor']
 
 # %% ../nbs/40_infer.ipynb #c005
 @torch.inference_mode()
@@ -59,20 +60,9 @@ def evaluate_discup(model:nn.Module, samples:list, size:int=256, thr=0.5, bs:int
 # %% ../nbs/40_infer.ipynb #c008
 from pathlib import Path
 import json
-from .data.preprocess import fov_mask, fov_box, crop_box, disc_crop, uncrop, resize_image
+from .data.preprocess import fov_mask, fov_box, fov_square, crop_box, disc_crop, uncrop, resize_image
 from .postprocess import largest_component
 from .metrics import vcdr as _vcdr
-
-def fov_square(img:np.ndarray, # RGB uint8 (H,W,3)
-               work:int=512,   # the field of view is found on a copy whose longer side is at most `work` px
-              )->tuple:
-    "Square box `(x0, y0, x1, y1)` around the field of view of `img` (the centred square of the image when none is found)."
-    H, W = img.shape[:2]; k = min(1., work/max(H, W))
-    small = img if k == 1 else cv2.resize(img, (max(1, round(W*k)), max(1, round(H*k))), interpolation=cv2.INTER_AREA)
-    try: x0, y0, x1, y1 = fov_box(fov_mask(small), square=True)
-    except ValueError: s = max(H, W); return ((W - s)//2, (H - s)//2, (W - s)//2 + s, (H - s)//2 + s)
-    s = round((x1 - x0)/k); x0, y0 = round(x0/k), round(y0/k)
-    return (x0, y0, x0 + s, y0 + s)
 
 def disc_centre(prob:np.ndarray, # (H,W) disc probability
                 thr:float=0.5,   # threshold of the disc
@@ -105,6 +95,13 @@ def crop_side(crop:float, # fraction of the field of view (<= 1) or pixels (> 1)
              )->int:
     "Side in pixels of the disc crop."
     return max(8, int(round(crop*fov))) if crop <= 1 else int(crop)
+
+def locator_crops(imgs:list, loc_model, # whole RGB uint8 images and a one-plane disc locator (`S_pre`)
+                  crop:float=0.25,      # crop side: fraction of the field of view (<= 1) or pixels
+                  loc_size:int=256, device=None)->list:
+    "Disc-centred crops of whole fundus images, around the disc found by `loc_model` (e.g. `data.domains`' `target_tfm`)."
+    return [disc_crop(im, l['center'], crop_side(crop, l['fov']))[0]
+            for im, l in zip(imgs, locate_discs(loc_model, imgs, loc_size, device=device))]
 
 # %% ../nbs/40_infer.ipynb #c011
 def predict_many(imgs:list,               # RGB uint8 images (whole fundus images, or disc crops when `loc_model` is None)
@@ -153,7 +150,6 @@ SYNTHETIC_CROP, REAL_CROP = 0.53, 0.25
 def load_predictor(path, # a run folder, its `model.json` or `model.pth`
                    device=None)->tuple:
     "`(model, spec)` with `spec['size']` and `spec['crop']` always set."
-    from fundus_bench.train.core import load_model
     model, spec = load_model(path, device)   # names the file that is wrong (weights, model.json, device)
     d = Path(path) if Path(path).is_dir() else Path(path).parent
     try: p = read_json(d/'params.json', {}); p = p.get('params', p) if isinstance(p.get('params'), dict) else p

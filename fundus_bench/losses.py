@@ -7,8 +7,15 @@ from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
 
 # %% auto #0
-__all__ = ['LOSSES', 'soft_dice_per_channel', 'SoftDiceLoss', 'focal_loss', 'FocalDiceLoss', 'BCEDiceLoss', 'BCELoss',
-           'total_variation', 'smooth_topology_loss', 'SmoothLoss', 'Seed001SegLoss', 'FocalLoss', 'get_loss']
+__all__ = ['LOSSES', 'SigmoidLoss', 'soft_dice_per_channel', 'SoftDiceLoss', 'focal_loss', 'FocalDiceLoss', 'BCEDiceLoss',
+           'BCELoss', 'total_variation', 'smooth_topology_loss', 'SmoothLoss', 'Seed001SegLoss', 'FocalLoss',
+           'get_loss']
+
+# %% ../nbs/11_losses.ipynb #c004a
+class SigmoidLoss(nn.Module):
+    "Base of the multi-label losses on logits: fastai's `activation` (sigmoid) and `decodes` (logit > 0)."
+    def activation(self, x): return torch.sigmoid(x)
+    def decodes(self, x): return x > 0
 
 # %% ../nbs/11_losses.ipynb #c005
 def soft_dice_per_channel(logits, targ, eps:float=1.0):
@@ -18,7 +25,7 @@ def soft_dice_per_channel(logits, targ, eps:float=1.0):
     inter = (p*t).sum(dims); tot = p.sum(dims) + t.sum(dims)
     return 1 - (2*inter + eps)/(tot + eps)
 
-class SoftDiceLoss(nn.Module):
+class SoftDiceLoss(SigmoidLoss):
     "Soft Dice on sigmoid probabilities, per channel, weighted mean over channels."
     def __init__(self, weights=None, # per-channel weights (default: equal)
                  eps:float=1.0):
@@ -27,8 +34,6 @@ class SoftDiceLoss(nn.Module):
         d = soft_dice_per_channel(logits, targ, self.eps)
         w = torch.ones_like(d) if self.weights is None else torch.as_tensor(self.weights, dtype=d.dtype, device=d.device)
         return (d*w).sum()/w.sum()
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0
 
 # %% ../nbs/11_losses.ipynb #c008
 def focal_loss(logits, targ, alpha:float=1.0, gamma:float=3.0):
@@ -38,34 +43,28 @@ def focal_loss(logits, targ, alpha:float=1.0, gamma:float=3.0):
     pt = torch.exp(-ce)
     return (alpha*(1 - pt)**gamma*ce).mean()
 
-class FocalDiceLoss(nn.Module):
+class FocalDiceLoss(SigmoidLoss):
     "`lam`·focal + soft Dice (seed 000: lam=0.3, alpha=1, gamma=3)."
     def __init__(self, lam:float=0.3, alpha:float=1.0, gamma:float=3.0, weights=None):
         super().__init__(); self.lam,self.alpha,self.gamma = lam,alpha,gamma; self.dice = SoftDiceLoss(weights)
     def forward(self, logits, targ):
         return self.lam*focal_loss(logits, targ, self.alpha, self.gamma) + self.dice(logits, targ)
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0
 
-class BCEDiceLoss(nn.Module):
+class BCEDiceLoss(SigmoidLoss):
     "Binary cross-entropy + soft Dice, a robust default for multi-label masks."
     def __init__(self, bce_weight:float=1.0, weights=None):
         super().__init__(); self.bce_weight = bce_weight; self.dice = SoftDiceLoss(weights)
     def forward(self, logits, targ):
         return self.bce_weight*F.binary_cross_entropy_with_logits(logits.float(), targ.float()) + self.dice(logits, targ)
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0
 
 # %% ../nbs/11_losses.ipynb #c011
-class BCELoss(nn.Module):
+class BCELoss(SigmoidLoss):
     "Mean binary cross-entropy on logits, optional per-channel `pos_weight`."
     def __init__(self, pos_weight=None): # per-channel weight of positive pixels (default: 1)
         super().__init__(); self.pos_weight = pos_weight
     def forward(self, logits, targ):
         pw = None if self.pos_weight is None else torch.as_tensor(self.pos_weight, dtype=torch.float32, device=logits.device).view(-1, 1, 1)
         return F.binary_cross_entropy_with_logits(logits.float(), targ.float(), pos_weight=pw)
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0
 
 # %% ../nbs/11_losses.ipynb #c014
 def total_variation(p): # (..., H, W) maps
@@ -79,30 +78,24 @@ def smooth_topology_loss(probs, # (B, C, H, W) probabilities in [0, 1]
     p = probs.float()
     return (total_variation(p)/(2*torch.sqrt(torch.pi*(p**2).sum((-2, -1))) + eps)).mean()
 
-class SmoothLoss(nn.Module):
+class SmoothLoss(SigmoidLoss):
     "`smooth_topology_loss` on the sigmoid of logits."
     def forward(self, logits, targ=None): return smooth_topology_loss(torch.sigmoid(logits.float()))
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0
 
 # %% ../nbs/11_losses.ipynb #c018
-class Seed001SegLoss(nn.Module):
+class Seed001SegLoss(SigmoidLoss):
     "`w_disc`·Dice(disc) + `w_cup`·Dice(cup) + `w_smooth`·SL (seed 001: 0.4, 0.6, 0.1)."
     def __init__(self, w_disc:float=0.4, w_cup:float=0.6, w_smooth:float=0.1, eps:float=1.0):
         super().__init__(); self.w_disc,self.w_cup,self.w_smooth,self.eps = w_disc,w_cup,w_smooth,eps
     def forward(self, logits, targ):
         d = soft_dice_per_channel(logits, targ, self.eps)
         return self.w_disc*d[0] + self.w_cup*d[1] + self.w_smooth*smooth_topology_loss(torch.sigmoid(logits.float()))
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0
 
 # %% ../nbs/11_losses.ipynb #c021
-class FocalLoss(nn.Module):
+class FocalLoss(SigmoidLoss):
     "`focal_loss` as a module."
     def __init__(self, alpha:float=1.0, gamma:float=3.0): super().__init__(); self.alpha,self.gamma = alpha,gamma
     def forward(self, logits, targ): return focal_loss(logits, targ, self.alpha, self.gamma)
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0
 
 LOSSES = {'bce': BCELoss, 'dice': SoftDiceLoss, 'focal': FocalLoss, 'focal_dice': FocalDiceLoss,
           'bce_dice': BCEDiceLoss, 'smooth': SmoothLoss, 'seed001': Seed001SegLoss}

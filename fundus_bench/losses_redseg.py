@@ -5,6 +5,7 @@
 # %% ../nbs/13_losses.redseg.ipynb #c002
 from __future__ import annotations
 import math, torch, torch.nn as nn, torch.nn.functional as F
+from .losses import SigmoidLoss
 
 # %% auto #0
 __all__ = ['lam_schedule', 'topk_negatives', 'topk_balanced_bce', 'balanced_bce', 'fn_fp', 'fn_fp_loss', 'TopKBCE', 'FnFpLoss',
@@ -70,7 +71,7 @@ def fn_fp_loss(logit, targ, reduction:str='mean')->torch.Tensor:
     return (fn + fp)/targ.numel() if reduction == 'mean' else fn + fp
 
 # %% ../nbs/13_losses.redseg.ipynb #c019
-class TopKBCE(nn.Module):
+class TopKBCE(SigmoidLoss):
     "Modified top-k balanced cross-entropy per channel, λ following `lam_schedule` of the iteration `r`."
     def __init__(self, lam0:float=10., S:int=1000, step:float=2., lam_min:float=2., # see `lam_schedule`
                  k_min:int=0, reduction:str='mean',
@@ -86,19 +87,15 @@ class TopKBCE(nn.Module):
         lam = self.lam
         if math.isinf(lam): return sum(balanced_bce(logits[:, c], targ[:, c]) for c in range(logits.shape[1]))
         return sum(topk_balanced_bce(logits[:, c], targ[:, c], lam, self.k_min, self.reduction) for c in range(logits.shape[1]))
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0
 
-class FnFpLoss(nn.Module):
+class FnFpLoss(SigmoidLoss):
     "FN + FP loss per channel, summed over channels."
     def __init__(self, reduction:str='mean'): super().__init__(); self.reduction = reduction
     def forward(self, logits, targ):
         return sum(fn_fp_loss(logits[:, c], targ[:, c], self.reduction) for c in range(logits.shape[1]))
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0
 
 # %% ../nbs/13_losses.redseg.ipynb #c020
-class DeepSupervision(nn.Module):
+class DeepSupervision(SigmoidLoss):
     "Sum of `base` over every side output and fused output of a `RedSeg` training-mode dict."
     def __init__(self, base:nn.Module,        # loss on (B, 1, H, W) logits and targets
                  names=('MA', 'HE'),          # lesion of each target plane, in order
@@ -118,5 +115,3 @@ class DeepSupervision(nn.Module):
             parts[f'{n}_fused'] = self.fuse_w*self.base(fused[:, c:c+1], t)
         self.parts = {k: float(v.detach()) for k,v in parts.items()}
         return sum(parts.values())
-    def activation(self, x): return torch.sigmoid(x)
-    def decodes(self, x): return x > 0

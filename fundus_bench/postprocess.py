@@ -6,6 +6,7 @@
 from __future__ import annotations
 import numpy as np, cv2, torch, torch.nn as nn
 from scipy import ndimage as ndi
+from .core import default_device, to_channels_last
 
 # %% auto #0
 __all__ = ['TTA_CPU_PIXELS', 'PRECISIONS', 'largest_component', 'fill_holes', 'cup_inside_disc', 'threshold', 'fit_ellipse',
@@ -120,8 +121,6 @@ def inference_model(model:nn.Module, device=None,
                     channels_last:bool|None=None,   # None: on a CPU
                    )->nn.Module:
     "An evaluation-mode copy of `model` on `device`, prepared for fast inference (`model` itself is unchanged); a model it prepared is returned as it is."
-    from fundus_bench.core import default_device
-    from fundus_bench.train.core import to_channels_last
     dev = default_device(device)
     if getattr(model, 'inference_ready', False): return model.to(dev)
     try: m = copy.deepcopy(model)

@@ -13,18 +13,9 @@ from .loaders import SegDataset, resize_pair, reseed_augment
 from .augment import get_augment, apply_augment
 
 # %% auto #0
-__all__ = ['locator_crops', 'DomainPairDataset', 'domain_dls']
+__all__ = ['DomainPairDataset', 'domain_dls']
 
 # %% ../../nbs/07_data.domains.ipynb #c005
-def locator_crops(imgs:list, loc_model, # whole RGB uint8 images and a one-plane disc locator (`S_pre`)
-                  crop:float=0.25,      # crop side: fraction of the field of view (<= 1) or pixels
-                  loc_size:int=256, device=None)->list:
-    "Disc-centred crops of whole fundus images, around the disc found by `loc_model`."
-    from fundus_bench.infer import locate_discs, crop_side
-    from fundus_bench.data.preprocess import disc_crop
-    return [disc_crop(im, l['center'], crop_side(crop, l['fov']))[0]
-            for im, l in zip(imgs, locate_discs(loc_model, imgs, loc_size, device=device))]
-
 class DomainPairDataset(Dataset):
     "Items `(x_s, x_t, y_s)`: a labelled source crop, a random unlabelled target crop, the source's `[disc, cup]` mask."
     n_inp = 2
@@ -34,12 +25,11 @@ class DomainPairDataset(Dataset):
                  aug=None,           # augmentation name or transform, applied to both sides
                  cache:bool=True,    # keep decoded, resized arrays in memory
                  seed:int|None=None, # seed of the augmentations' generators
-                 loc_model=None,     # a disc locator: target samples are whole images to crop around the disc
-                 crop:float=0.25):   # crop side for `loc_model` (fraction of the field of view, or pixels)
+                 target_tfm=None):   # applied to each decoded target image before resizing (e.g. a disc crop by a locator)
         if not source: raise DataNotFoundError("no source samples")
         if not target: raise DataNotFoundError("no target samples")
         self.src = SegDataset(source, size, aug, cache, seed)
-        self.target,self.size,self.cache,self.loc_model,self.crop = list(target),size,cache,loc_model,crop
+        self.target,self.size,self.cache,self.target_tfm = list(target),size,cache,target_tfm
         self.tfm = get_augment(aug, seed=None if seed is None else seed + 1) if isinstance(aug, str) else aug
         self._cache = {}
     def __len__(self): return len(self.src)
@@ -47,7 +37,7 @@ class DomainPairDataset(Dataset):
         "Resized image (uint8) of target sample `j`; its ground truth is never opened."
         if j in self._cache: return self._cache[j]
         img = load_image(self.target[j])
-        if self.loc_model is not None: img = locator_crops([img], self.loc_model, self.crop)[0]
+        if self.target_tfm is not None: img = self.target_tfm(img)
         img = resize_pair(img, None, self.size)[0]
         if self.cache: self._cache[j] = img
         return img
@@ -56,6 +46,9 @@ class DomainPairDataset(Dataset):
         img = self.target_image(int(torch.randint(len(self.target), ())))
         if self.tfm is not None: img = apply_augment(self.tfm, img, None)[0]
         return xs, torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255), ys
+
+_MOVED = {'locator_crops': 'fundus_bench.infer'}   # names that moved to a higher layer; importable from here for one release
+def __getattr__(name): return moved_attr(__name__, name, _MOVED)
 
 # %% ../../nbs/07_data.domains.ipynb #c009
 def domain_dls(source:list,              # labelled source training `Sample`s
@@ -66,12 +59,12 @@ def domain_dls(source:list,              # labelled source training `Sample`s
                aug='adapt',              # augmentation recipe of training pairs (None: none)
                num_workers:int=0, device=None, cache:bool=True,
                seed:int|None=None,       # seeds the augmentations
-               loc_model=None, crop:float=0.25, # whole-image targets: disc locator and crop side
+               target_tfm=None,          # applied to each decoded target image (e.g. a locator's disc crop)
                **kwargs)->DataLoaders:
     "fastai `DataLoaders` of `(x_s, x_t, y_s)` batches: labelled source crops beside unlabelled target crops."
     if not valid: raise DataNotFoundError("no validation samples")
-    tds = DomainPairDataset(source, target, size, aug, cache, seed, loc_model, crop)
-    vds = DomainPairDataset(valid, valid_target or target, size, None, cache, None, loc_model, crop)
+    tds = DomainPairDataset(source, target, size, aug, cache, seed, target_tfm)
+    vds = DomainPairDataset(valid, valid_target or target, size, None, cache, None, target_tfm)
     dev = default_device(device)
     dls = DataLoaders.from_dsets(tds, vds, bs=bs, num_workers=num_workers, device=dev, wif=reseed_augment,
                                  pin_memory=dev.type == 'cuda', drop_last=(len(tds) > bs, False), **kwargs)

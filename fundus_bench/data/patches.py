@@ -4,6 +4,7 @@
 
 # %% ../../nbs/08_data.patches.ipynb #c002
 from __future__ import annotations
+from fastai.vision.core import imagenet_stats
 import hashlib, math, numpy as np, cv2, torch
 from pathlib import Path
 from fastai.data.core import DataLoaders
@@ -57,7 +58,7 @@ def cached_item(sample:Sample, scale:int=4, names=('MA', 'HE'), mask_thr:float=0
     return d
 
 # %% ../../nbs/08_data.patches.ipynb #c010
-IMAGENET_STATS = (np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32))
+IMAGENET_STATS = tuple(np.array(o, np.float32) for o in imagenet_stats)   # fastai's, as float32 arrays
 
 def to_input(img:np.ndarray)->torch.Tensor:
     "(H, W, 3) uint8 RGB -> (3, H, W) float tensor normalised with ImageNet statistics."

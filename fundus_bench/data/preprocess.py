@@ -8,8 +8,8 @@ import numpy as np, cv2
 from scipy import ndimage
 
 # %% auto #0
-__all__ = ['fov_mask', 'fov_box', 'resize_mask', 'resize_image', 'crop_box', 'uncrop', 'disc_box', 'disc_crop', 'trim_border',
-           'trim_to_fov', 'clahe', 'standardise', 'zero_local_mean']
+__all__ = ['fov_mask', 'fov_box', 'fov_square', 'resize_mask', 'resize_image', 'crop_box', 'uncrop', 'disc_box', 'disc_crop',
+           'trim_border', 'trim_to_fov', 'clahe', 'standardise', 'zero_local_mean']
 
 # %% ../../nbs/04_data.preprocess.ipynb #c006
 def fov_mask(img:np.ndarray,   # RGB uint8 (H,W,3) or grey (H,W)
@@ -35,6 +35,17 @@ def fov_box(fov:np.ndarray, pad:int=0, square=False)->tuple:
         x0,y0 = x0 - (s - (x1 - x0))//2, y0 - (s - (y1 - y0))//2
         x1,y1 = x0 + s, y0 + s
     return tuple(int(o) for o in (x0, y0, x1, y1))
+
+def fov_square(img:np.ndarray, # RGB uint8 (H,W,3)
+               work:int=512,   # the field of view is found on a copy whose longer side is at most `work` px
+              )->tuple:
+    "Square box `(x0, y0, x1, y1)` around the field of view of `img` (the centred square of the image when none is found)."
+    H, W = img.shape[:2]; k = min(1., work/max(H, W))
+    small = img if k == 1 else cv2.resize(img, (max(1, round(W*k)), max(1, round(H*k))), interpolation=cv2.INTER_AREA)
+    try: x0, y0, x1, y1 = fov_box(fov_mask(small), square=True)
+    except ValueError: s = max(H, W); return ((W - s)//2, (H - s)//2, (W - s)//2 + s, (H - s)//2 + s)
+    s = round((x1 - x0)/k); x0, y0 = round(x0/k), round(y0/k)
+    return (x0, y0, x0 + s, y0 + s)
 
 # %% ../../nbs/04_data.preprocess.ipynb #c012
 def _hw(size): return (size, size) if isinstance(size, (int, np.integer)) else tuple(map(int, size))

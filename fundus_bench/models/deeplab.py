@@ -4,6 +4,7 @@
 
 # %% ../../nbs/21_models.deeplab.ipynb #c002
 from __future__ import annotations
+from fastai.vision.core import imagenet_stats
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from torchvision.models import mobilenet_v2
@@ -63,7 +64,7 @@ class ASPP(nn.Module):
     def forward(self, x): return self.project(torch.cat([b(x) for b in self.branches], 1))
 
 # %% ../../nbs/21_models.deeplab.ipynb #c011
-_MEAN, _STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+_MEAN, _STD = imagenet_stats   # fastai's ImageNet mean and standard deviation
 
 def encoder_state(path)->dict:
     "Read a MobileNetV2 state dict safely and keep the keys of blocks 0–17 (without a `features.` prefix)."

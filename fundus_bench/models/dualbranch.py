@@ -4,17 +4,17 @@
 
 # %% ../../nbs/27_models.dualbranch.ipynb #c002
 from __future__ import annotations
-import time, numpy as np, torch, torch.nn as nn, torch.nn.functional as F
+import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from torchvision.models.efficientnet import EfficientNet, MBConvConfig
-from ..core import set_seed
 from ..data.vessels import SIGMAS, torch_vesselness, vessel_map, vessel_seg_dls
+from ..core import moved_attr
 from .unet import count_params
 from ..postprocess import clean_discup
 from ..metrics import dice
 
 # %% auto #0
 __all__ = ['EFFNET', 'B0_STAGES', 'TAPS', 'EffNetEncoder', 'ds_conv', 'UpStage', 'standardise_batch', 'skimage_vessels',
-           'DualBranchSeg', 'DiscCupEnsemble', 'tune_thresholds', 'vessel_input', 'fit_dualbranch']
+           'DualBranchSeg', 'DiscCupEnsemble', 'tune_thresholds']
 
 # %% ../../nbs/27_models.dualbranch.ipynb #c005
 EFFNET = {'b0': (1.0, 1.0), 'b1': (1.0, 1.1), 'b2': (1.1, 1.2), 'b3': (1.2, 1.4),
@@ -137,38 +137,5 @@ def tune_thresholds(probs:list, truths:list,    # (2, H, W) probabilities and bo
         best.append(float(grid[int(np.argmax(scores))]))
     return tuple(best)
 
-# %% ../../nbs/27_models.dualbranch.ipynb #c028
-def _register():
-    "Make 'dualbranch' a name of `train.core.ARCHS` (if it is not one already)."
-    from fundus_bench.train.core import ARCHS
-    ARCHS.setdefault('dualbranch', DualBranchSeg)
-
-def vessel_input(arch_kw:dict, vessel_dir=None)->str:
-    "Where a model's vessel channel comes from in training: 'none', 'user', 'torch' or 'skimage'."
-    if arch_kw.get('vessel', 'b0') is None: return 'none'
-    return 'user' if vessel_dir is not None else arch_kw.get('vessel_source', 'torch')
-
-def fit_dualbranch(train:list, valid:list,     # training and validation `Sample`s
-                   arch_kw:dict|None=None,     # `DualBranchSeg` keyword arguments
-                   size:int=128, bs:int=8,
-                   epochs:int|None=None,       # None: enough epochs for about `steps` optimiser steps
-                   steps:int=300, lr:float=3e-3, aug='gunet', seed:int=42, num_workers:int=0, device=None,
-                   vessel_dir=None,            # folder of user-supplied vessel maps (4-channel training)
-                   cache_dir=None,             # disk cache of scikit-image maps
-                   **learner_kw)->tuple:       # passed to `seg_learner` (e.g. `loss`, `opt`, `wd`)
-    "Train a `DualBranchSeg` with one cycle; return `(learn, seconds)`."
-    from fundus_bench.data.loaders import seg_dls
-    from fundus_bench.train.core import seg_learner
-    _register(); set_seed(seed)
-    arch_kw = dict(arch_kw or {}); src = vessel_input(arch_kw, vessel_dir)
-    if epochs is None: epochs = max(1, -(-int(steps)*bs//len(train)))
-    kw = dict(size=size, bs=bs, aug=aug, num_workers=num_workers, device=device, seed=seed)
-    if src in ('user', 'skimage'):
-        vk = dict(sigmas=arch_kw.get('vessel_sigmas', SIGMAS), q=arch_kw.get('vessel_q', 99.0), clahe_clip=arch_kw.get('vessel_clahe', 2.0))
-        dls = vessel_seg_dls(train, valid, vessel_dir=vessel_dir, cache_dir=cache_dir, vessel_kw=vk, **kw)
-    else: dls = seg_dls(train, valid, **kw)
-    learn = seg_learner(dls, arch='dualbranch', arch_kw=arch_kw, **learner_kw)
-    learn.vessel_input = src
-    t0 = time.time()
-    learn.fit_one_cycle(epochs, lr)
-    return learn,time.time() - t0
+_MOVED = {'fit_dualbranch': 'fundus_bench.train.seg', 'vessel_input': 'fundus_bench.train.seg'}   # moved up to training; importable from here for one release
+def __getattr__(name): return moved_attr(__name__, name, _MOVED)

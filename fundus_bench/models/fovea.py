@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from ..core import *
 from .classify import efficientnet, _variant
-from ..data.preprocess import crop_box, resize_image
+from ..data.preprocess import crop_box, resize_image, fov_square
 
 # %% auto #0
 __all__ = ['FRAMES', 'ds_conv', 'channel_standardise', 'FoveaNet', 'encode_points', 'decode_points', 'frame_box', 'to_input',
@@ -109,7 +109,6 @@ def frame_box(img:np.ndarray, # RGB uint8 (H,W,3)
         s = max(H, W); x0, y0 = (W - s)//2, (H - s)//2
         return (x0, y0, x0 + s, y0 + s)
     if frame == 'fov':
-        from fundus_bench.infer import fov_square
         return tuple(int(o) for o in fov_square(img))
     raise ValueError(f"unknown frame {frame!r}; known: {', '.join(FRAMES)}")
 

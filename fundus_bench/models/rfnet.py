@@ -4,6 +4,7 @@
 
 # %% ../../nbs/24_models.rfnet.ipynb #c002
 from __future__ import annotations
+from fastai.vision.core import imagenet_stats
 import math, time, contextlib, numpy as np, cv2, torch
 from collections import OrderedDict
 from torch import nn
@@ -63,7 +64,7 @@ class MobileNetV1(nn.Module):
 
 # %% ../../nbs/24_models.rfnet.ipynb #c009
 LEVELS = ('p2', 'p3', 'p4', 'p5')
-MEAN,STD = (0.485, 0.456, 0.406),(0.229, 0.224, 0.225)
+MEAN,STD = imagenet_stats   # fastai's ImageNet mean and standard deviation
 
 class MobileNetFPN(nn.Module):
     "MobileNet-v1 with a feature pyramid: an ordered dict `p2`..`p5` of `fpn_ch` channels each."

@@ -14,7 +14,7 @@ from ..core import *
 
 # %% auto #0
 __all__ = ['CHECKPOINT', 'NonFiniteLossError', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'orphaned_kernel', 'CheckpointCallback', 'fit_resumable']
+           'orphaned_kernel', 'CheckpointCallback', 'fit_resumable', 'snapshot', 'restore']
 
 # %% ../../nbs/32_train.checkpoint.ipynb #c005
 CHECKPOINT = 'checkpoint.pth'
@@ -199,3 +199,18 @@ def fit_resumable(learn,                 # a fastai `Learner`
     done = cb.saved[-1] if cb.saved else start
     if done < epochs: raise FundusBenchError(f"training stopped after epoch {done} of {epochs}; rerun to resume from {path}")
     return {'start_epoch': start, 'epochs': epochs, 'seconds': before + time.time() - cb.t0, 'checkpoint': path}
+
+# %% ../../nbs/32_train.checkpoint.ipynb #c022
+import copy
+
+def snapshot(learn, **objs)->dict:
+    "Deep copies of `learn`'s model and optimiser states and of `objs` (state dicts where they have one, else the values)."
+    st = dict(model=learn.model.state_dict(), opt=learn.opt.state_dict())
+    return copy.deepcopy(st | {k: o.state_dict() if hasattr(o, 'state_dict') else o for k, o in objs.items()})
+
+def restore(learn, st:dict, # a `snapshot` of `learn`
+            **objs):        # objects whose state dicts were saved under these names
+    "Load snapshot `st` back into `learn`'s model and optimiser and into `objs`; returns copies of its other values."
+    learn.model.load_state_dict(st['model']); learn.opt.load_state_dict(st['opt'])
+    for k, o in objs.items(): o.load_state_dict(st[k])
+    return {k: copy.deepcopy(v) for k, v in st.items() if k not in objs and k not in ('model', 'opt')}

@@ -4,7 +4,7 @@
 
 # %% ../../nbs/30_train.core.ipynb #c002
 from __future__ import annotations
-import io, torch, torch.nn as nn
+import torch, torch.nn as nn
 from pathlib import Path
 from fastai.learner import Learner
 from fastcore.basics import partial
@@ -18,134 +18,11 @@ import json
 from fastai.optimizer import Adam, SGD, RMSProp
 from ..losses import BCEDiceLoss, get_loss
 from ..metrics import DiscDice, CupDice
-from ..models.unet import GeneralizedUNet
+from ..models.registry import *
+from ..models.registry import _ARCH_ALIASES, _legacy_spec
 
 # %% auto #0
-__all__ = ['ARCHS', 'CHANNELS_LAST', 'OPTS', 'SCHEDULES', 'save_weights', 'load_weights', 'first_line', 'lazy_arch',
-           'to_channels_last', 'arch_name', 'build_model', 'save_model', 'load_model', 'check_spec', 'get_opt',
-           'seg_learner', 'step_sched', 'fit_schedule', 'save_learner']
-
-# %% ../../nbs/30_train.core.ipynb #c005
-def save_weights(model:nn.Module, path)->Path:
-    "Save `model`'s state dict to `path` atomically."
-    buf = io.BytesIO(); torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buf)
-    return atomic_write_bytes(path, buf.getvalue())
-
-def load_weights(model:nn.Module, path, strict:bool=True, device='cpu')->nn.Module:
-    "Load a state dict from `path` into `model` without unpickling arbitrary objects."
-    path = Path(path)
-    try: sd = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        if path.is_file() and path.stat().st_size == 0: raise BadFileError(path, "empty file (0 bytes): not a checkpoint") from e
-        raise BadFileError(path, f"not a loadable weights-only checkpoint ({type(e).__name__}: {first_line(e)})") from e
-    if not isinstance(sd, dict): raise BadFileError(path, f"expected a state dict, found {type(sd).__name__}")
-    if 'model' in sd and isinstance(sd['model'], dict): sd = sd['model']   # fastai's `learn.save(with_opt=True)` layout
-    try: model.load_state_dict(sd, strict=strict)
-    except RuntimeError as e: raise BadFileError(path, f"weights do not fit a {type(model).__name__} ({first_line(e)})") from e
-    return model
-
-def first_line(e:BaseException, n:int=200)->str:
-    "The first non-empty line of `e`'s message (at most `n` characters), or its class name."
-    return next((l.strip() for l in str(e).splitlines() if l.strip()), type(e).__name__)[:n]
-
-# %% ../../nbs/30_train.core.ipynb #c008
-import importlib
-
-def lazy_arch(target:str): # 'module:Class' under `fundus_bench`, imported when the first model is built
-    "A constructor that imports `target` on first use (keeps `import fundus_bench.train.core` light)."
-    mod, name = target.split(':')
-    def _build(**kw): return getattr(importlib.import_module(f'fundus_bench.{mod}'), name)(**kw)
-    _build.target = target
-    return _build
-
-ARCHS = {'unet': GeneralizedUNet,
-         'deeplabv3plus': lazy_arch('models.deeplab:DeepLabV3Plus'),
-         'rfnet': lazy_arch('models.rfnet:RFNet'),
-         'dualbranch': lazy_arch('models.dualbranch:DualBranchSeg'),
-         'redseg': lazy_arch('models.redseg:RedSeg'),
-         'classifier': lazy_arch('models.classify:GlaucomaClassifier'),
-         'fovea': lazy_arch('models.fovea:FoveaNet')}
-_ARCH_ALIASES = {'generalized_unet': 'unet', 'gunet': 'unet', 'deeplab': 'deeplabv3plus', 'deeplabv3+': 'deeplabv3plus',
-                 'red_seg': 'redseg', 'rf_net': 'rfnet', 'efficientnet': 'classifier'}
-
-CHANNELS_LAST = set(ARCHS) - {'rfnet'}   # converted on loading (RF-Net's detections differ between the two orders)
-
-def to_channels_last(model:nn.Module)->nn.Module:
-    "`model` with its 4-d parameters and buffers in channels-last memory order (in place); values are unchanged."
-    return model.to(memory_format=torch.channels_last)
-
-def arch_name(arch:str)->str:
-    "Canonical registry name of `arch` (case-insensitive, with a few aliases)."
-    a = str(arch).lower().replace('-', '_')
-    a = _ARCH_ALIASES.get(a, a)
-    if a not in ARCHS: raise ValueError(f"unknown architecture {arch!r}; known: {sorted(ARCHS)}")
-    return a
-
-def build_model(arch:str='unet', # a name in `ARCHS`
-                **kw)->nn.Module:
-    "A freshly initialised model `arch` built with keyword arguments `kw`."
-    return ARCHS[arch_name(arch)](**kw)
-
-# %% ../../nbs/30_train.core.ipynb #c012
-def save_model(learn_or_model, # a fastai `Learner` or an `nn.Module`
-               out_dir,        # folder receiving `model.pth` and `model.json`
-               arch:str='unet', arch_kw:dict|None=None, # what `build_model` needs to rebuild the network
-               size:int|None=None, # square input size the model was trained at
-               channels=('disc', 'cup'), # meaning of the output planes
-               **extra)->Path:
-    "Write `model.pth` and `model.json` into `out_dir`; returns the path of `model.json`."
-    model = getattr(learn_or_model, 'model', learn_or_model)
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    save_weights(model, out_dir/'model.pth')
-    spec = dict(arch=arch_name(arch), arch_kw=dict(arch_kw or {}), size=size, channels=list(channels),
-                weights='model.pth', params=sum(p.numel() for p in model.parameters()), **extra)
-    return atomic_write_json(out_dir/'model.json', spec)
-
-def _legacy_spec(d:Path)->dict:
-    "Spec of a U-Net run folder written before `model.json` existed (from its `params.json`)."
-    pj = d/'params.json'
-    if not pj.exists(): raise DataNotFoundError(f"{d}: no model.json (nor params.json) to rebuild the model from")
-    p = read_json(pj); p = p.get('params', p) if isinstance(p.get('params'), dict) else p
-    kw = {k: p[k] for k in ('depth', 'width', 'ir') if k in p}
-    return dict(arch='unet', arch_kw=kw, size=p.get('size'), channels=['disc', 'cup'], weights='model.pth')
-
-def load_model(path,        # a run folder, its `model.json`, or a `model.pth` with `model.json` beside it
-               device=None, # `None`: CUDA when available
-               channels_last:bool=True, # channels-last convolution tensors for the architectures in `CHANNELS_LAST`
-              )->tuple:
-    "Rebuild the model described by `model.json`, load its weights safely; returns `(model, spec)`."
-    path = Path(path)
-    if not path.exists(): raise DataNotFoundError(f"{path}: no such model folder or file")
-    d = path if path.is_dir() else path.parent
-    js = d/'model.json'
-    dev = default_device(device)   # an unusable device is said as such, before anything is read
-    if js.exists():
-        spec = read_json(js)
-        if 'arch' not in spec: raise BadFileError(js, "no 'arch' field")
-        check_spec(spec, js)
-    else: spec = _legacy_spec(d)
-    wts = path if path.is_file() and path.suffix != '.json' else d/str(spec.get('weights') or 'model.pth')
-    if not wts.exists(): raise DataNotFoundError(f"{wts}: weights file missing")
-    if wts.is_dir(): raise BadFileError(wts, "a folder, not a weights file")
-    try: model = build_model(spec['arch'], **(spec.get('arch_kw') or {}))
-    except (ValueError, TypeError, KeyError) as e:
-        raise BadFileError(js if js.exists() else d/'params.json', f"cannot build {spec['arch']!r} from it ({first_line(e)})") from e
-    load_weights(model, wts, device='cpu')
-    if channels_last and spec['arch'] in CHANNELS_LAST: model = to_channels_last(model)
-    return model.to(dev).eval(), spec
-
-def check_spec(spec:dict, path)->dict:
-    "Raise `BadFileError` naming `path` unless the fields of model spec `spec` have usable types and values."
-    if not isinstance(spec.get('arch'), str): raise BadFileError(path, f"'arch' must be a name, found {spec.get('arch')!r}")
-    if spec.get('arch_kw') is not None and not isinstance(spec['arch_kw'], dict):
-        raise BadFileError(path, f"'arch_kw' must be an object of keyword arguments, found {type(spec['arch_kw']).__name__}")
-    sz = spec.get('size')
-    if sz is not None and (isinstance(sz, bool) or not isinstance(sz, int) or sz <= 0):
-        raise BadFileError(path, f"'size' must be a positive whole number of pixels, found {sz!r}")
-    ch = spec.get('channels')
-    if ch is not None and not (isinstance(ch, list) and all(isinstance(c, str) for c in ch)):
-        raise BadFileError(path, f"'channels' must be a list of names, found {ch!r}")
-    return spec
+__all__ = ['OPTS', 'SCHEDULES', 'get_opt', 'seg_learner', 'step_sched', 'fit_schedule', 'epochs_for_steps', 'save_learner']
 
 # %% ../../nbs/30_train.core.ipynb #c015
 OPTS = {'adam': Adam, 'sgd': SGD, 'rmsprop': RMSProp}   # fastai's Adam decouples weight decay (AdamW)
@@ -199,6 +76,10 @@ def fit_schedule(learn:Learner, epochs:int, lr:float|None=None, # None: the Lear
     if schedule == 'constant': return learn.fit(epochs, lr)
     if schedule == 'step': return learn.fit(epochs, lr, cbs=ParamScheduler({'lr': step_sched(lr, epochs, every, gamma)}))
     raise ValueError(f"unknown schedule {schedule!r}; known: {SCHEDULES}")
+
+def epochs_for_steps(steps:int, bs:int, n:int)->int:
+    "Epochs that make about `steps` optimiser steps of batches of `bs` from `n` samples: ceil(steps·bs / n), at least 1 (small sets get more epochs)."
+    return max(1, -(-int(steps)*bs//n))
 
 # %% ../../nbs/30_train.core.ipynb #c017
 @delegates(save_model, but=['arch', 'arch_kw'])

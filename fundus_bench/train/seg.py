@@ -7,12 +7,12 @@ from __future__ import annotations
 import time, numpy as np
 from ..core import *
 from ..data.loaders import seg_dls
-from .core import seg_learner
+from .core import seg_learner, epochs_for_steps
 from ..infer import evaluate_discup
 from ..metrics import rrp, disc_radius
 
 # %% auto #0
-__all__ = ['dataset_samples', 'train_test_samples', 'fit_seg', 'score_set']
+__all__ = ['dataset_samples', 'train_test_samples', 'fit_seg', 'score_set', 'vessel_input', 'fit_dualbranch']
 
 # %% ../../nbs/35_train.seg.ipynb #c005
 from ..data.catalog import get_dataset
@@ -45,7 +45,7 @@ def fit_seg(train:list, valid:list,   # training and validation `Sample`s
             **learner_kw):            # passed to `seg_learner` (e.g. `unet_kw`, `arch`, `loss`)
     "Train a `[disc, cup]` segmentation model with one cycle; return `(learn, seconds)`."
     set_seed(seed)
-    if epochs is None: epochs = max(1, -(-int(steps)*bs//len(train)))   # ceil(steps·bs / n_train)
+    if epochs is None: epochs = epochs_for_steps(steps, bs, len(train))
     dls = seg_dls(train, valid, size=size, bs=bs, aug=aug, num_workers=num_workers, device=device, seed=seed)
     if learn is None: learn = seg_learner(dls, **learner_kw)
     else: learn.dls = dls
@@ -61,3 +61,34 @@ def score_set(model, samples:list, size:int=128, thr=0.5, device=None, tol:float
     return {'n': len(rows), 'dice_disc': dd.mean(), 'best_disc': dd.max(), 'worst_disc': dd.min(), 'std_disc': dd.std(),
             'dice_cup': dc.mean(), 'rrp': 100*rrp([r['disc_radius_pred'] for r in rows], [r['disc_radius_true'] for r in rows], tol),
             'vcdr_mae': float(np.mean([r['vcdr_ae'] for r in rows]))}
+
+# %% ../../nbs/35_train.seg.ipynb #c021
+from ..data.vessels import SIGMAS, vessel_seg_dls
+
+def vessel_input(arch_kw:dict, vessel_dir=None)->str:
+    "Where a model's vessel channel comes from in training: 'none', 'user', 'torch' or 'skimage'."
+    if arch_kw.get('vessel', 'b0') is None: return 'none'
+    return 'user' if vessel_dir is not None else arch_kw.get('vessel_source', 'torch')
+
+def fit_dualbranch(train:list, valid:list,     # training and validation `Sample`s
+                   arch_kw:dict|None=None,     # `DualBranchSeg` keyword arguments
+                   size:int=128, bs:int=8,
+                   epochs:int|None=None,       # None: enough epochs for about `steps` optimiser steps
+                   steps:int=300, lr:float=3e-3, aug='gunet', seed:int=42, num_workers:int=0, device=None,
+                   vessel_dir=None,            # folder of user-supplied vessel maps (4-channel training)
+                   cache_dir=None,             # disk cache of scikit-image maps
+                   **learner_kw)->tuple:       # passed to `seg_learner` (e.g. `loss`, `opt`, `wd`)
+    "Train a `DualBranchSeg` with one cycle; return `(learn, seconds)`."
+    set_seed(seed)
+    arch_kw = dict(arch_kw or {}); src = vessel_input(arch_kw, vessel_dir)
+    if epochs is None: epochs = epochs_for_steps(steps, bs, len(train))
+    kw = dict(size=size, bs=bs, aug=aug, num_workers=num_workers, device=device, seed=seed)
+    if src in ('user', 'skimage'):
+        vk = dict(sigmas=arch_kw.get('vessel_sigmas', SIGMAS), q=arch_kw.get('vessel_q', 99.0), clahe_clip=arch_kw.get('vessel_clahe', 2.0))
+        dls = vessel_seg_dls(train, valid, vessel_dir=vessel_dir, cache_dir=cache_dir, vessel_kw=vk, **kw)
+    else: dls = seg_dls(train, valid, **kw)
+    learn = seg_learner(dls, arch='dualbranch', arch_kw=arch_kw, **learner_kw)
+    learn.vessel_input = src
+    t0 = time.time()
+    learn.fit_one_cycle(epochs, lr)
+    return learn,time.time() - t0
