@@ -10,8 +10,9 @@ import yaml
 from .core import *
 
 # %% auto #0
-__all__ = ['experiments_dir', 'list_experiments', 'find_experiment', 'parse_value', 'parse_params', 'git_commit', 'new_run_dir',
-           'update_run', 'save_metrics', 'pid_alive', 'run_status', 'list_runs', 'run_experiment', 'resume_run']
+__all__ = ['RENAMED', 'experiments_dir', 'list_experiments', 'experiment_name', 'find_experiment', 'parse_value', 'parse_params',
+           'git_commit', 'new_run_dir', 'update_run', 'save_metrics', 'pid_alive', 'run_status', 'list_runs',
+           'run_experiment', 'resume_run']
 
 # %% ../nbs/50_experiments.ipynb #c005
 def experiments_dir()->Path:
@@ -28,10 +29,28 @@ def list_experiments(folder=None)->dict:
         res[tail if head.isdigit() and tail else stem] = p
     return res
 
+RENAMED = {   # experiments' former names (after the seed papers' numbers), accepted for one release
+    'seed002_architectures': 'gunet_architectures', 'seed002_cross_dataset': 'gunet_cross_dataset',
+    'seed002_incremental': 'gunet_incremental', 'seed001_supervised': 'deeplab_supervised',
+    'seed001_adaptation': 'output_space_adaptation', 'seed000_rfnet': 'rfnet', 'seed000_ablations': 'rfnet_ablations',
+    'seed003_glaucoma': 'refuge2_glaucoma', 'seed003_fovea': 'refuge2_fovea', 'seed003_dualbranch': 'refuge2_dualbranch',
+    'seed004_redseg': 'redseg'}
+
+def experiment_name(name:str, quiet:bool=False)->str:
+    "The current name of experiment `name`: a former name (`RENAMED`) is translated, with a deprecation note on stderr."
+    new = RENAMED.get(str(name))
+    if new is None: return name
+    import warnings
+    msg = f"experiment {name!r} is now called {new!r}; the old name goes in the next release"
+    warnings.warn(msg, DeprecationWarning, stacklevel=2)
+    if not quiet: print(f'fundus-bench: note: {msg}', file=sys.stderr)
+    return new
+
 def find_experiment(name:str, folder=None)->Path:
-    "The notebook of experiment `name` (a name, `NN_name`, or a path to a notebook)."
+    "The notebook of experiment `name` (a name, a former name, `NN_name`, or a path to a notebook)."
     if str(name).endswith('.ipynb') and Path(name).is_file(): return Path(name)
     exps = list_experiments(folder)
+    if name not in exps and name in RENAMED: name = experiment_name(name)
     if name in exps: return exps[name]
     by_stem = {p.stem: p for p in exps.values()}
     if name in by_stem: return by_stem[name]

@@ -6,13 +6,35 @@
 from __future__ import annotations
 import pandas as pd
 from .core import *
+from .experiments import RENAMED
 
 # %% auto #0
-__all__ = ['published_results', 'published_table']
+__all__ = ['PAPERS', 'EXPERIMENT_PAPERS', 'FORMER_SOURCES', 'paper_of', 'published_results', 'published_table']
 
 # %% ../nbs/52_published.ipynb #c005
+PAPERS = {   # `source` key -> the paper, as the report cites it
+    'generalized_unet': 'Generalized U-Net: disc/cup segmentation as a service, trained on one or several datasets, quick retraining',
+    'output_space_adaptation': 'Adversarial domain adaptation for disc/cup segmentation (DeepLabv3+ MobileNetV2, output-space discriminator)',
+    'rfnet': 'RF-Net: Region Focus Network, joint disc detection and disc/cup segmentation in one network',
+    'refuge2_vuno': 'MICCAI 2020 REFUGE2 technical report (J. Son, VUNO): glaucoma, fovea, vessel-guided disc/cup',
+    'redseg': 'Red-Seg: two-branch red-lesion (microaneurysm, haemorrhage) segmentation'}
+EXPERIMENT_PAPERS = {   # experiment -> the paper whose figures it reproduces
+    'gunet_architectures': 'generalized_unet', 'gunet_cross_dataset': 'generalized_unet', 'gunet_incremental': 'generalized_unet',
+    'deeplab_supervised': 'output_space_adaptation', 'output_space_adaptation': 'output_space_adaptation',
+    'rfnet': 'rfnet', 'rfnet_ablations': 'rfnet',
+    'refuge2_glaucoma': 'refuge2_vuno', 'refuge2_fovea': 'refuge2_vuno', 'refuge2_dualbranch': 'refuge2_vuno', 'redseg': 'redseg'}
+FORMER_SOURCES = {'seed000': 'rfnet', 'seed001': 'output_space_adaptation', 'seed002': 'generalized_unet',
+                  'seed003': 'refuge2_vuno', 'seed004': 'redseg'}   # accepted for one release
+
+def paper_of(exp:str)->str|None:
+    "The `PAPERS` key of the paper experiment `exp` (a current or former name) reproduces; None for other experiments."
+    return EXPERIMENT_PAPERS.get(RENAMED.get(str(exp), str(exp)))
+
 def published_results(source:str|None=None, table:str|None=None, path=None)->pd.DataFrame:
     "Published figures, optionally of one `source` paper and one `table`."
+    if source in FORMER_SOURCES:
+        import warnings; warnings.warn(f"published source {source!r} is now {FORMER_SOURCES[source]!r}", DeprecationWarning, stacklevel=2)
+        source = FORMER_SOURCES[source]
     df = pd.read_csv(path or embedded_data('published_results.csv'))
     if source: df = df[df.source == source]
     if table: df = df[df.table == table]

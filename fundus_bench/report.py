@@ -9,10 +9,11 @@ from pathlib import Path
 import pandas as pd
 from .core import *
 from .experiments import list_runs, read_json, list_experiments, git_commit
+from .published import published_results, paper_of, PAPERS
 
 # %% auto #0
-__all__ = ['CSS', 'data_fingerprint', 'run_data_root', 'esc', 'img_tag', 'kv_table', 'df_html', 'fmt_seconds', 'seed_of',
-           'results_table', 'published_for', 'curves_png', 'latest_runs', 'run_section', 'write_report', 'fake_run']
+__all__ = ['CSS', 'data_fingerprint', 'run_data_root', 'esc', 'img_tag', 'kv_table', 'df_html', 'fmt_seconds', 'results_table',
+           'published_for', 'curves_png', 'latest_runs', 'run_section', 'write_report', 'fake_run']
 
 # %% ../nbs/57_report.ipynb #c006
 def data_fingerprint(root)->dict:
@@ -71,10 +72,6 @@ def fmt_seconds(s)->str:
     if s is None: return ''
     s = float(s); return f'{s:.0f} s' if s < 120 else f'{s/60:.1f} min' if s < 7200 else f'{s/3600:.1f} h'
 
-def seed_of(name:str)->str|None:
-    "`seedNNN` named in an experiment's name, e.g. `seed002_architectures` -> `seed002`."
-    m = re.search(r'seed(\d{3})', str(name)); return f'seed{m[1]}' if m else None
-
 # %% ../nbs/57_report.ipynb #c014
 def results_table(run_dir)->pd.DataFrame|None:
     "A run's `table.csv`, else its scalar metrics as (metric, value) rows, else None."
@@ -88,8 +85,7 @@ def results_table(run_dir)->pd.DataFrame|None:
 
 def published_for(exp:str)->dict:
     "Table name -> that published table (rows × 'dataset · metric') of the paper experiment `exp` reproduces."
-    from fundus_bench.published import published_results
-    s = seed_of(exp)
+    s = paper_of(exp)
     df = published_results(s) if s else pd.DataFrame()
     out = {}
     for t in dict.fromkeys(df.get('table', [])):
@@ -137,7 +133,7 @@ def run_section(exp:str, info:dict)->str:
     res, pub = results_table(d), published_for(exp)
     h.append('<div class="cols">')
     h.append(f'<div><h3>This run</h3>{df_html(res) if res is not None else "<p class=note>no results recorded</p>"}</div>')
-    if pub: h.append(f'<div><h3>Published ({esc(seed_of(exp))})</h3>' + ''.join(f'<h4>{esc(t)}</h4>{df_html(d)}' for t, d in pub.items()) + '</div>')
+    if pub: h.append(f'<div><h3>Published ({esc(PAPERS[paper_of(exp)])})</h3>' + ''.join(f'<h4>{esc(t)}</h4>{df_html(d)}' for t, d in pub.items()) + '</div>')
     h.append('</div>')
     figs = []
     try:

@@ -4,12 +4,12 @@ from pathlib import Path
 import pytest
 from fundus_bench.report import write_report, fake_run, data_fingerprint, run_data_root
 from fundus_bench.batch import run_all, tiny_experiment, OK_BODY
-from fundus_bench.published import published_results
+from fundus_bench.published import published_results, PAPERS
 from fundus_bench.cli import main
 
 
 def test_report_fake_runs(tmp_path):
-    fake_run(tmp_path, 'seed000_rfnet', stamp='20260101-000000', params={'data_root': str(tmp_path)},
+    fake_run(tmp_path, 'rfnet', stamp='20260101-000000', params={'data_root': str(tmp_path)},
              metrics={'dice_cup': 0.8, 'history': [{'train_loss': 1.0, 'dice': 0.5}, {'train_loss': 0.4, 'dice': 0.7}]},
              table={'method': ['ours'], 'dice_cup': [0.8]})
     fake_run(tmp_path, 'quickstart', stamp='20260102-000000', metrics={'dice_disc': 0.9}, png=False)
@@ -17,7 +17,7 @@ def test_report_fake_runs(tmp_path):
     out = write_report(runs_dir=tmp_path, out=tmp_path/'report.html')
     s = out.read_text()
     assert s.startswith('<!DOCTYPE html>') and s.count('<section') == 2
-    assert 'RF-Net' in s and 'Published (seed000)' in s               # published rows beside the run's table
+    assert 'RF-Net' in s and f'Published ({PAPERS["rfnet"]})' in s              # published rows beside the run's table
     assert s.count('data:image/png;base64,') == 2                      # training curves + the run's PNG
     assert fp['hash'] in s
     assert not re.search(r'(src|href)="https?:', s)                    # self-contained
@@ -38,12 +38,12 @@ def test_fingerprint_changes(tmp_path):
     assert data_fingerprint(tmp_path)['hash'] != f['hash'] and data_fingerprint(tmp_path)['files'] == 2
 
 
-def test_published_seeds():
+def test_published_papers():
     df = published_results()
-    assert {'seed000', 'seed001', 'seed002', 'seed003', 'seed004'} <= set(df.source)
-    r = published_results('seed000', 'Table 1').query("row == 'RF-Net' and dataset == 'Drishti-GS' and metric == 'dice_cup'")
+    assert set(df.source) == set(PAPERS)
+    r = published_results('rfnet', 'Table 1').query("row == 'RF-Net' and dataset == 'Drishti-GS' and metric == 'dice_cup'")
     assert r.value.item() == pytest.approx(0.946)
-    assert published_results('seed004', 'Table 4').query("row == 'VRT (1st)' and metric == 'aupr_he'").value.item() == pytest.approx(0.6804)
+    assert published_results('redseg', 'Table 4').query("row == 'VRT (1st)' and metric == 'aupr_he'").value.item() == pytest.approx(0.6804)
 
 
 @pytest.fixture
@@ -95,3 +95,16 @@ def test_run_all_shares_cores(tmp_path, monkeypatch):
     r = run_all(None, runs_dir=tmp_path/'runs', names=['a'], threads=1, report=None, log=lambda *a: None)
     assert seen(r) == [{'omp': '1', 'torch': 1}]
     assert 'OMP_NUM_THREADS' not in os.environ      # a one-job run in this process leaves no trace
+
+
+def test_former_experiment_names(capsys):
+    "Every former experiment name still finds its notebook (with a note), and every paper experiment cites a paper in the published table."
+    from fundus_bench.experiments import RENAMED, find_experiment, list_experiments
+    from fundus_bench.published import EXPERIMENT_PAPERS, paper_of
+    exps = list_experiments()
+    for old, new in RENAMED.items():
+        with pytest.warns(DeprecationWarning): assert find_experiment(old) == exps[new]
+        assert paper_of(old) == paper_of(new) == EXPERIMENT_PAPERS[new]
+    assert "'seed000_rfnet' is now called 'rfnet'" in capsys.readouterr().err
+    assert not any(n.startswith('seed0') for n in exps)
+    assert set(EXPERIMENT_PAPERS) <= set(exps) and set(published_results().source) == set(EXPERIMENT_PAPERS.values())
