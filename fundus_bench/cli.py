@@ -9,12 +9,12 @@ from pathlib import Path
 from .core import *
 from .core import _json_default
 from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run
+from .tasks.core import model_task, get_task
 
 # %% auto #0
-__all__ = ['CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS', 'format_metrics', 'list_inputs',
-           'out_names', 'image_note', 'write_prediction', 'file_hash', 'check_settings', 'csv_bytes', 'write_csv',
-           'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'model_task', 'task_evaluator',
-           'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
+__all__ = ['CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'format_metrics', 'list_inputs', 'out_names', 'image_note', 'write_prediction',
+           'file_hash', 'check_settings', 'csv_bytes', 'write_csv', 'predict_files', 'model_settings', 'read_names',
+           'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -23,6 +23,9 @@ def format_metrics(m:dict, keys=None)->str:
     w = max((len(k) for k, _ in rows), default=0)
     fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else str(v)
     return '\n'.join(f'{k:<{w}}  {fmt(v)}' for k, v in rows)
+
+_MOVED = {n: 'fundus_bench.tasks.discup' for n in ('score_batch', 'summarise_scores', 'evaluate_samples', 'WHOLE_IMAGE_SETS')}   # importable from here for one release
+def __getattr__(name): return moved_attr(__name__, name, _MOVED)
 
 # %% ../nbs/70_cli.ipynb #c008
 import csv, io, os, time, tempfile, hashlib
@@ -213,56 +216,6 @@ def predict_files(files:list,          # image files
     for o in warn: log(f"  warning: {o['file']}: {o['note']}")
     return summ
 
-# %% ../nbs/70_cli.ipynb #c017
-WHOLE_IMAGE_SETS = ('drishti-gs1', 'refuge-official', 'synthetic-whole', 'idrid-seg')
-
-def _mcentre(m):
-    ys, xs = np.nonzero(m); return (float(xs.mean()), float(ys.mean())) if len(xs) else None
-
-def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
-    "Per-image rows of scores for a batch of `samples` (unreadable ones with their error)."
-    from fundus_bench.infer import predict_many
-    rows, imgs, gts, ok = [], [], [], []
-    for s in samples:
-        try: im = load_image(s); gts.append(load_discup(s, shape=im.shape[:2])); imgs.append(im); ok.append(s)
-        except Exception as e: rows.append(dict(name=s.name, status='unreadable', error=str(e)))
-    for s, gt, r in zip(ok, gts, predict_many(imgs, seg_model, loc_model, **kwargs) if imgs else []):
-        pred = np.stack([r['disc'], r['cup']])
-        row = dict(name=s.name, status='ok', label=s.label, **discup_scores(pred, gt),
-                   r_pred=disc_radius(pred[0]), r_true=disc_radius(gt[0]), confidence=float(r['confidence']))
-        if loc_model is not None or hasattr(seg_model, 'predict_whole'):
-            c = _mcentre(gt[0]); row['centre_dist'] = point_distance(r['center'], c) if c else float('nan')
-            xi, yi = int(round(r['center'][0])), int(round(r['center'][1]))
-            row['centre_inside'] = bool(0 <= yi < gt.shape[1] and 0 <= xi < gt.shape[2] and gt[0, yi, xi])
-        rows.append(row)
-    return rows
-
-def summarise_scores(rows:list)->dict:
-    "The foundation's metrics over the readable rows."
-    ok = [r for r in rows if r.get('status') == 'ok']
-    m = dict(n=len(ok), n_unreadable=len(rows) - len(ok))
-    for k in ('dice_disc', 'dice_cup', 'iou_disc', 'iou_cup', 'miou'):
-        v = np.array([r[k] for r in ok], float); m[k] = float(v.mean()) if len(v) else 0.; m[f'{k}_std'] = float(v.std()) if len(v) else 0.
-    ae = np.array([r['vcdr_ae'] for r in ok], float); m['vcdr_mae'] = float(ae.mean()) if len(ae) else 0.
-    m['vcdr_ae_std'] = float(ae.std()) if len(ae) else 0.
-    m['rrp'] = rrp([r['r_pred'] for r in ok], [r['r_true'] for r in ok])
-    lab = [(r['vcdr_pred'], r['label']) for r in ok if r.get('label') in (0, 1)]
-    if lab and len({l for _, l in lab}) == 2: m['auroc_vcdr'] = auroc([v for v, _ in lab], [l for _, l in lab])
-    if ok and 'centre_dist' in ok[0]:
-        d = np.array([r['centre_dist'] for r in ok], float)
-        m['centre_dist_mean'], m['centre_dist_median'] = float(np.nanmean(d)), float(np.nanmedian(d))
-        m['centre_inside'] = float(np.mean([r['centre_inside'] for r in ok]))
-    return m
-
-def evaluate_samples(samples:list, seg_model, loc_model=None, bs:int=4, every:float=10., log=print, **kwargs)->tuple:
-    "`(metrics, rows)` of `seg_model` (through `loc_model` if given) over `samples`, read in batches of `bs`."
-    rows, t0, last = [], time.time(), time.time()
-    for i in range(0, len(samples), bs):
-        rows += score_batch(samples[i:i + bs], seg_model, loc_model, bs=bs, **kwargs)
-        if time.time() - last >= every: last = time.time(); log(f'[{len(rows)}/{len(samples)}] {time.time() - t0:.0f} s')
-    m = summarise_scores(rows); m['seconds'] = round(time.time() - t0, 2)
-    return m, rows
-
 # %% ../nbs/70_cli.ipynb #c020
 def _number(kind=float, # int or float
             lo=None,    # smallest value allowed
@@ -307,33 +260,13 @@ def _add_evaluate(sub):
     p.add_argument('--names', metavar='FILE_OR_LIST', help="keep these images only: a text file with one image name a line (e.g. a run's heldout_*.txt), or names separated by commas")
     p.add_argument('--out', help='folder for metrics.json and per_image.csv (default RUN_DIR/evaluate/NAME-SPLIT-HASH, one for each distinct evaluation)')
 
-TASK_EVALUATORS = {   # model.json `task` -> 'module:function' scoring such a model on catalog samples
-    'lesions': 'train.two_stage:evaluate_lesion_model',
-    'glaucoma': 'train.classify:evaluate_glaucoma',
-    'fovea': 'train.fovea:evaluate_points'}
-
-def model_task(path)->str:
-    "The task a saved model serves: `model.json`'s `task` (`discup` when absent; `lesions` for older Red-Seg run folders)."
-    d = Path(path) if Path(path).is_dir() else Path(path).parent
-    spec = read_json(d/'model.json', None)
-    if isinstance(spec, dict): return str(spec.get('task') or 'discup')
-    m = read_json(d/'metrics.json', None)
-    return 'lesions' if isinstance(m, dict) and 'ma_blocks' in m else 'discup'
-
-def task_evaluator(task:str):
-    "The scoring function of `task` (see `TASK_EVALUATORS`)."
-    import importlib
-    if task not in TASK_EVALUATORS: raise FundusBenchError(f"no evaluator for models of task {task!r}; known: discup, {', '.join(TASK_EVALUATORS)}")
-    mod, fn = TASK_EVALUATORS[task].split(':')
-    return getattr(importlib.import_module(f'fundus_bench.{mod}'), fn)
-
 def _load_models(args)->tuple:
     "Models and `predict_many` keyword arguments from the command line."
-    from fundus_bench.infer import load_predictor
     import torch
     if args.threads: torch.set_num_threads(args.threads)
     task = model_task(args.model)
     if task != 'discup': raise FundusBenchError(f"{args.model}: a {task} model; `predict` handles disc/cup models (use `fundus-bench evaluate` to score it)")
+    load_predictor = get_task('discup').load
     seg, spec = load_predictor(args.model, args.device)
     if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
         raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
@@ -387,14 +320,11 @@ def _predict(args):
 
 def _evaluate_task(args, task, ds, ss)->tuple:
     "Metrics and rows of a model that is not a disc/cup segmenter, by its task's evaluator."
-    from fundus_bench.train.core import load_model
     import torch
     if args.threads: torch.set_num_threads(args.threads)
-    if task == 'lesions':
-        from fundus_bench.train.two_stage import load_redseg_run
-        model, spec = load_redseg_run(args.model, default_device(args.device))
-    else: model, spec = load_model(args.model, args.device)
-    m, rows = task_evaluator(task)(model, spec, ss, device=args.device, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True))
+    t = get_task(task)
+    model, spec = t.load(args.model, default_device(args.device))
+    m, rows = t.evaluate(model, spec, ss, device=args.device, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True))
     return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), **m), rows
 
 def read_names(v:str)->list:
@@ -421,6 +351,7 @@ def _evaluate(args):
     if task != 'discup':
         m, rows = _evaluate_task(args, task, ds, ss)
         return _write_evaluation(args, ds, m, rows, eval_settings(args, ds, ss))
+    from fundus_bench.tasks.discup import evaluate_samples, WHOLE_IMAGE_SETS   # torch and the models load for the commands that compute
     seg, loc, kw = _load_models(args)
     if loc is None and not hasattr(seg, 'predict_whole') and args.dataset.lower() in WHOLE_IMAGE_SETS:
         print(f"fundus-bench: warning: {args.dataset} holds whole images; without --locator they are segmented whole", file=sys.stderr)

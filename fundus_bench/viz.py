@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 from .core import *
 from .metrics import vcdr
+from .metrics import aupr
 
 # %% auto #0
 __all__ = ['TRUTH_COLOURS', 'PRED_COLOURS', 'TRUTH_CSS', 'PRED_CSS', 'ERR_COLOURS', 'draw_contours', 'overlay_contours',
@@ -172,7 +173,6 @@ def pr_fig(curves:dict, # name -> (scores, labels), e.g. {'MA': (probs, truth), 
            max_points:int=2000, title:str|None=None)->go.Figure:
     "Precision-recall curve of each lesion with its AUC-PR."
     from sklearn.metrics import precision_recall_curve
-    from fundus_bench.metrics import aupr
     fig = go.Figure()
     for k, (s, l) in curves.items():
         s, l = np.asarray(s, float).ravel(), np.asarray(l, bool).ravel()

@@ -20,6 +20,7 @@ from ..losses import get_loss
 from ..metrics import vcdr as _vcdr
 from ..postprocess import clean_discup, dihedral, undihedral
 from .unet import count_params
+from ..data.synthetic import make_fundus
 
 # %% auto #0
 __all__ = ['MOBILENET_V1', 'LEVELS', 'MEAN', 'STD', 'POOLINGS', 'MASK_HEADS', 'conv_bn', 'dw_separable', 'MobileNetV1',
@@ -423,7 +424,6 @@ def rfnet_speed(size:int=512, n:int=5, warmup:int=2, device='cpu',
                 **model_kw)->dict:
     "Median seconds per image of RF-Net and of torchvision's Mask R-CNN R50-FPN at `size`, and their ratio."
     from torchvision.models.detection import maskrcnn_resnet50_fpn
-    from fundus_bench.data.synthetic import make_fundus
     old = torch.get_num_threads()
     if threads: torch.set_num_threads(threads)
     nthr,dev = torch.get_num_threads(),default_device(device)

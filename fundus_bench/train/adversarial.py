@@ -15,6 +15,7 @@ from ..losses import Seed001SegLoss
 from ..metrics import DiscDice, CupDice
 from ..models.discriminator import Discriminator
 from .core import seg_learner, get_opt, step_sched
+from .seg import score_set
 
 # %% auto #0
 __all__ = ['ADAPT_KEYS', 'adv_loss', 'dis_loss', 'd_accuracy', 'bn_eval', 'AdaptTrainer', 'AdaptMetric', 'adapt_metrics',
@@ -127,7 +128,6 @@ class TargetScore(Callback):
     order = 10 # after `AdaptTrainer` has written the epoch's history entry
     def __init__(self, samples:list, size:int=256, device=None): store_attr()
     def after_epoch(self):
-        from fundus_bench.train.seg import score_set
         r = score_set(self.learn.model, self.samples, self.size, device=self.device)
         self.learn.adapt_trainer.history[-1].update(tgt_dice_disc=float(r['dice_disc']), tgt_dice_cup=float(r['dice_cup']),
                                                    tgt_vcdr_mae=float(r['vcdr_mae']))

@@ -24,6 +24,10 @@ from ..data.preprocess import resize_image
 from ..metrics import auroc
 from ..models.classify import GlaucomaClassifier, prep_tensor, get_prep, predict_glaucoma
 from .core import get_opt, save_model, load_model
+from ..infer import predict_many
+from ..data.io import load_discup
+from ..metrics import vcdr
+from .seg import fit_seg
 
 # %% auto #0
 __all__ = ['sens_at_spec', 'glaucoma_metrics', 'stratified_folds', 'cls_tfms', 'check_labels', 'ClsDataset', 'cls_dls',
@@ -224,7 +228,6 @@ def load_ensemble(folder, device=None)->tuple:
 # %% ../../nbs/37_train.classify.ipynb #c027
 def vcdr_scores(seg_model:nn.Module, samples:list, size:int=128, bs:int=8, device=None, **kwargs)->np.ndarray:
     "Predicted vertical CDR of each disc-centred crop in `samples` (`infer.predict_many`)."
-    from fundus_bench.infer import predict_many
     out = []
     for i in range(0, len(samples), bs):
         imgs = [load_image(s) for s in samples[i:i+bs]]
@@ -233,15 +236,12 @@ def vcdr_scores(seg_model:nn.Module, samples:list, size:int=128, bs:int=8, devic
 
 def true_vcdr(samples:list)->np.ndarray:
     "Vertical CDR of the ground-truth disc/cup masks of `samples`."
-    from fundus_bench.data.io import load_discup
-    from fundus_bench.metrics import vcdr
     return np.array([vcdr(load_discup(s)) for s in samples], float)
 
 def kfold_vcdr(samples:list, folds:list, # folds of indices (e.g. `kfold_train(...)['folds']`)
                size:int=128, valid_pct:float=0.2, seed:int=42, device=None, log=print,
                **fit_kw)->dict: # passed to `train.seg.fit_seg` (e.g. `steps`, `unet_kw`, `arch`)
     "Out-of-fold predicted vCDR: a segmenter trained on the other folds scores each fold."
-    from fundus_bench.train.seg import fit_seg
     oof, secs = np.full(len(samples), np.nan), 0.
     for i, f in enumerate(folds):
         fs = set(f); rest = [s for j, s in enumerate(samples) if j not in fs]

@@ -21,6 +21,7 @@ from ..data.loaders import reseed_augment, dsets_dls
 from ..metrics import point_distance, disc_radius
 from ..models.fovea import FoveaNet, encode_points, decode_points, frame_image, to_input, from_input, predict_points
 from .core import get_opt, save_model, load_model
+from ..locate import disc_mask
 
 # %% auto #0
 __all__ = ['IDRID_DISC_FRAC', 'POINT_COLOURS', 'point_tfms', 'check_points', 'PointDataset', 'point_dls', 'PointLoss',
@@ -146,7 +147,6 @@ IDRID_DISC_FRAC = 0.12   # disc diameter / image width in IDRiD (equivalent diam
 def disc_diameter(s:Sample, shape, frac:float=IDRID_DISC_FRAC)->tuple:
     "`(diameter in pixels, source)`: from the sample's disc mask ('mask') or `frac` × image width ('frac')."
     if any(k in s.gt for k in ('discup', 'disc', 'OD')):
-        from fundus_bench.locate import disc_mask
         m = disc_mask(s, shape)
         if m.any(): return 2*disc_radius(m), 'mask'
     return frac*shape[1], 'frac'

@@ -13,6 +13,12 @@ from ..models.redseg import RedSeg, NAMES
 from ..losses_redseg import TopKBCE, FnFpLoss, DeepSupervision
 from ..metrics import AUPR
 from .core import load_weights
+from ..core import DataNotFoundError, BadFileError
+from .core import load_model
+from ..data.patches import cached_item, sliding_probs, LesionScores
+from ..data.io import load_lesions
+from ..postprocess import inference_model
+from ..data.catalog import get_dataset
 
 # %% auto #0
 __all__ = ['TwoStageSwitcher', 'redseg_learner', 'load_redseg_run', 'evaluate_lesion_model', 'evaluate_redseg_run']
@@ -83,8 +89,6 @@ def load_redseg_run(run_dir, device='cpu')->tuple:
     "The `RedSeg` model of a run folder and the configuration it was trained with (`model.json`, else `metrics.json`)."
     import json
     from pathlib import Path
-    from fundus_bench.core import DataNotFoundError, BadFileError
-    from fundus_bench.train.core import load_model
     run_dir = Path(run_dir); run_dir = run_dir if run_dir.is_dir() else run_dir.parent
     if (run_dir/'model.json').exists():
         model, spec = load_model(run_dir, device)
@@ -103,13 +107,10 @@ def evaluate_lesion_model(model, spec:dict,     # a model with `[MA, HE]` output
                           patch:int|None=None, overlap:float|None=None, thr:float|None=None, cache_dir=None)->tuple:
     "`(metrics, rows)`: pooled precision, recall and AUC-PR per lesion (`MA_aupr`...) and one row per image."
     import time
-    from fundus_bench.data.patches import cached_item, sliding_probs, LesionScores
-    from fundus_bench.data.io import load_lesions
     names = tuple(spec.get('channels') or NAMES)
     scale, patch = int(spec.get('scale') or 1), int(patch or spec.get('infer_patch') or 512)
     overlap, thr = overlap if overlap is not None else spec.get('overlap', 0.25), thr if thr is not None else spec.get('thr', 0.5)
     pooled, rows, t0 = LesionScores(names, thr), [], time.time()
-    from fundus_bench.postprocess import inference_model
     model = inference_model(model, device)      # batch norms folded, channels-last on a CPU: prepared once
     for i, s in enumerate(samples):
         it = cached_item(s, scale, names, cache_dir=cache_dir)
@@ -127,7 +128,6 @@ def evaluate_redseg_run(run_dir, dataset:str='idrid-seg', root=None, split:str='
                         bs:int=2, patch:int|None=None, overlap:float|None=None, thr:float|None=None,
                         cache_dir=None, device=None, n:int|None=None)->dict:
     "Pixel precision, recall and AUC-PR per lesion of a saved Red-Seg run on a catalog split."
-    from fundus_bench.data.catalog import get_dataset
     model, spec = load_redseg_run(run_dir, device or 'cpu')
     samples = get_dataset(dataset, root, split).samples()[:n]
     m, rows = evaluate_lesion_model(model, spec, samples, device, bs, None, patch, overlap, thr, cache_dir)
