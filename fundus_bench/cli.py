@@ -4,17 +4,16 @@
 
 # %% ../nbs/70_cli.ipynb #c002
 from __future__ import annotations
-import argparse, sys, json
+import argparse, sys, json, hashlib
 from pathlib import Path
 from .core import *
 from .core import _json_default
 from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run
 from .tasks.core import model_task, get_task
+from .data.catalog import get_dataset
 
 # %% auto #0
-__all__ = ['CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'format_metrics', 'list_inputs', 'out_names', 'image_note', 'write_prediction',
-           'file_hash', 'check_settings', 'csv_bytes', 'write_csv', 'predict_files', 'model_settings', 'read_names',
-           'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
+__all__ = ['format_metrics', 'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -24,197 +23,9 @@ def format_metrics(m:dict, keys=None)->str:
     fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else str(v)
     return '\n'.join(f'{k:<{w}}  {fmt(v)}' for k, v in rows)
 
-_MOVED = {n: 'fundus_bench.tasks.discup' for n in ('score_batch', 'summarise_scores', 'evaluate_samples', 'WHOLE_IMAGE_SETS')}   # importable from here for one release
+_MOVED = {n: 'fundus_bench.tasks.discup' for n in ('score_batch', 'summarise_scores', 'evaluate_samples', 'WHOLE_IMAGE_SETS', 'CSV_FIELDS', 'MIN_SIDE',
+          'MAX_ASPECT', 'list_inputs', 'out_names', 'image_note', 'write_prediction', 'predict_files')}   # importable from here for one release
 def __getattr__(name): return moved_attr(__name__, name, _MOVED)
-
-# %% ../nbs/70_cli.ipynb #c008
-import csv, io, os, time, tempfile, hashlib
-import numpy as np, cv2
-from PIL import Image
-from .data.io import read_image, load_image, load_discup
-from .data.catalog import IMG_EXTS, is_stray, get_dataset
-from .data.synthetic import to_ternary
-from .viz import overlay_contours
-from .metrics import discup_scores, rrp, disc_radius, auroc, point_distance
-
-def list_inputs(paths,        # files and folders
-                exclude=None, # a folder whose files are never inputs (the output folder)
-               )->list:
-    "Image files in `paths`: files as given, folders searched recursively for image extensions (hidden and OS files skipped)."
-    ex = Path(exclude).resolve() if exclude else None
-    out, seen = [], set()
-    for p in map(Path, paths):
-        fs = [p] if not p.is_dir() else sorted(
-            f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMG_EXTS
-            and not any(is_stray(o) for o in f.relative_to(p).parts))
-        for f in fs:
-            r = f.resolve()
-            if r in seen or (ex is not None and p.is_dir() and ex in r.parents): continue
-            seen.add(r); out.append(f)
-    return out
-
-def out_names(files)->list:
-    "Output names: the file stems; a repeated stem gets the first free `_2`, `_3`... that is no other file's stem (case ignored)."
-    stems = [Path(f).stem for f in files]
-    used, seen, out = {s.casefold() for s in stems}, set(), []
-    for s in stems:
-        n, k = s, 1
-        while n.casefold() in seen or (n != s and n.casefold() in used): k += 1; n = f'{s}_{k}'
-        seen.add(n.casefold()); used.add(n.casefold()); out.append(n)
-    if len(seen) != len(out): raise FundusBenchError(f"output names not unique: {', '.join(out)}")
-    return out
-
-# %% ../nbs/70_cli.ipynb #c010
-CSV_FIELDS = ['name', 'file', 'status', 'vcdr', 'confidence', 'disc_x0', 'disc_y0', 'disc_x1', 'disc_y1',
-              'crop_x0', 'crop_y0', 'crop_x1', 'crop_y1', 'center_x', 'center_y', 'note', 'error']
-MIN_SIDE, MAX_ASPECT = 64, 4   # smaller sides (px) and longer shapes get a warning: no fundus photograph looks so
-
-def _transparent(f)->bool:
-    "Whether the image file `f` has an alpha channel that is 0 everywhere."
-    try:
-        with Image.open(f) as im:
-            if 'A' in im.getbands(): return im.getchannel('A').getextrema()[1] == 0
-            return 'transparency' in im.info and im.convert('RGBA').getchannel('A').getextrema()[1] == 0
-    except Exception: return False
-
-def image_note(f, img:np.ndarray)->str:
-    "Why a prediction on `img` (read from file `f`) is doubtful; '' when nothing is seen."
-    h, w = img.shape[:2]; ns = []
-    if min(h, w) < MIN_SIDE: ns.append(f'very small image ({w}x{h} px)')
-    if max(h, w) > MAX_ASPECT*min(h, w): ns.append(f'extreme aspect ratio ({w}x{h} px)')
-    if _transparent(f): ns.append('fully transparent image (alpha 0 everywhere)')
-    elif img.any() and (img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all():
-        ns.append('greyscale image (no colour; the models are trained on colour photographs)')
-    return '; '.join(ns)
-
-def _png(a:np.ndarray)->bytes:
-    buf = io.BytesIO(); Image.fromarray(a).save(buf, 'PNG', compress_level=3); return buf.getvalue()
-
-def _stamp(f:Path)->list:
-    st = f.stat(); return [st.st_size, st.st_mtime_ns]
-
-def _record(out:Path, name:str, f:Path, sid:str=''):
-    "The record of a complete earlier prediction of file `f` under `name` with settings `sid`, else None."
-    try:
-        r = json.loads((out/'records'/f'{name}.json').read_text())
-        ok = r.get('src') == str(f.resolve()) and r.get('stamp') == _stamp(f) and r.get('settings', '') == sid and r.get('status') in ('ok', 'no disc found', 'warning')
-        return r if ok and (out/'masks'/f'{name}.png').is_file() and (out/'overlays'/f'{name}.png').is_file() else None
-    except (OSError, ValueError): return None
-
-def _clean_tmp(out:Path):
-    "Remove temporary files left by a killed run."
-    for sub in ('masks', 'overlays', 'records', '.'):
-        for t in (out/sub).glob('.*.tmp'): t.unlink(missing_ok=True)
-
-def _box(m:np.ndarray)->list:
-    ys, xs = np.nonzero(m)
-    return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1] if len(xs) else [None]*4
-
-def write_prediction(out:Path, name:str, f:Path, img:np.ndarray, r:dict, overlay_size:int=1024, located=True, sid:str='', note:str='')->dict:
-    "Write mask, overlay and record of prediction `r` of image `img` (file `f`); returns the CSV row."
-    m = np.stack([r['disc'], r['cup']])
-    atomic_write_bytes(out/'masks'/f'{name}.png', _png(to_ternary(m)))
-    ov = overlay_contours(img, None, m, size=min(overlay_size, max(img.shape[:2])))
-    if located:
-        k = ov.shape[1]/img.shape[1]; x0, y0, x1, y1 = [int(round(o*k)) for o in r['box']]
-        cv2.rectangle(ov, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 0), max(1, round(min(ov.shape[:2])/300)))
-    atomic_write_bytes(out/'overlays'/f'{name}.png', _png(ov))
-    if note and not r['disc'].any(): note += '; no disc found'
-    row = dict(name=name, file=str(f), status='warning' if note else 'ok' if r['disc'].any() else 'no disc found', note=note, vcdr=round(float(r['vcdr']), 4), confidence=round(float(r['confidence']), 4),
-               **dict(zip(['disc_x0', 'disc_y0', 'disc_x1', 'disc_y1'], _box(r['disc']))),
-               **dict(zip(['crop_x0', 'crop_y0', 'crop_x1', 'crop_y1'], r['box'])),
-               center_x=round(r['center'][0], 2), center_y=round(r['center'][1], 2), error='')
-    atomic_write_json(out/'records'/f'{name}.json', {**row, 'src': str(f.resolve()), 'stamp': _stamp(f), 'size': list(img.shape[:2]), 'settings': sid})
-    return row
-
-def file_hash(path, n:int=16)->str:
-    "The first `n` hex digits of the SHA-256 of the file at `path`."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
-    return h.hexdigest()[:n]
-
-def check_settings(out:Path,           # results folder
-                   settings:dict,      # what the results depend on
-                   hint:str='',        # what to do instead, said when they differ
-                   replace:bool=False, # record `settings` even if the folder holds others
-                   fname:str='settings.json')->dict:
-    "Record `settings` in `out`; `FundusBenchError` naming the differences if it holds results made with others."
-    settings = json.loads(json.dumps(settings, default=str)); f = Path(out)/fname
-    old = read_json(f, None)
-    if old is not None and old != settings and not replace:
-        diff = [f'{k} {old.get(k)!r} -> {settings.get(k)!r}' for k in dict.fromkeys([*old, *settings]) if old.get(k) != settings.get(k)]
-        raise FundusBenchError(f"{out}: holds results made with other settings ({'; '.join(diff)}){'; ' + hint if hint else ''}")
-    if old != settings: atomic_write_json(f, settings)
-    return settings
-
-def csv_bytes(rows:list, fields=CSV_FIELDS)->bytes:
-    "`rows` (dicts) as UTF-8 CSV; file names that are not UTF-8 keep their bytes."
-    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
-    return buf.getvalue().encode('utf-8', 'surrogateescape')
-
-def write_csv(path, rows:list, fields=CSV_FIELDS)->Path:
-    "Write `rows` (dicts) as CSV atomically."
-    return atomic_write_bytes(path, csv_bytes(rows, fields))
-
-# %% ../nbs/70_cli.ipynb #c011
-def predict_files(files:list,          # image files
-                  seg_model,           # `[disc, cup]` model
-                  out,                 # output folder
-                  loc_model=None,      # disc locator (`S_pre`); None: the images are disc crops
-                  bs:int=4,            # images read, predicted and written at a time
-                  redo:bool=False,     # predict again images already done
-                  overlay_size:int=1024, # longer side of the overlays at most
-                  every:float=5.,      # seconds between progress lines
-                  log=print,           # where progress and the summary go
-                  settings:dict|None=None, # more of what the results depend on (e.g. the models' files), beside `kwargs`
-                  **kwargs)->dict:     # to `infer.predict_many`: seg_size, loc_size, crop, thr, tta, device...
-    "Predict every file in batches, writing outputs atomically; skip what is done; returns a summary with the CSV rows."
-    from fundus_bench.infer import predict_many
-    out = Path(out); out.mkdir(parents=True, exist_ok=True); _clean_tmp(out)
-    files = [Path(f) for f in files]; names = out_names(files)
-    st = {k: v for k, v in kwargs.items() if k not in ('device', 'bs')} | (settings or {})
-    if not (out/'settings.json').exists() and any((out/'records').glob('*.json')) and not redo:
-        raise FundusBenchError(f"{out}: holds predictions made with unknown settings; use a new --out, or --redo to predict every image again")
-    st = check_settings(out, st, 'use a new --out, or --redo to predict every image again with these settings', replace=redo)
-    sid = hashlib.sha256(json.dumps(st, sort_keys=True).encode()).hexdigest()[:16]
-    rows, todo = {}, []
-    for f, n in zip(files, names):
-        r = None if redo else _record(out, n, f, sid)
-        if r: rows[n] = r
-        else: todo.append((f, n))
-    n_earlier, n_ok, bad, t0, last = len(rows), 0, [], time.time(), 0.
-    log(f'{len(files)} images: {n_earlier} done earlier, {len(todo)} to predict -> {out}')
-    def _fail(f, n, e, status='unreadable'):
-        rows[n] = dict(name=n, file=str(f), status=status, error=str(e)); bad.append(rows[n])
-    for i in range(0, len(todo), bs):
-        chunk, imgs, got = todo[i:i + bs], [], []
-        for f, n in chunk:
-            try: imgs.append(read_image(f)); got.append((f, n))
-            except Exception as e: _fail(f, n, e if isinstance(e, BadFileError) else f'{f}: {type(e).__name__}: {e}')
-        try: preds = predict_many(imgs, seg_model, loc_model, bs=bs, **kwargs) if imgs else []
-        except Exception:      # one bad image must not sink the batch: again one at a time
-            preds = []
-            for (f, n), im in zip(got, imgs):
-                try: preds.append(predict_many([im], seg_model, loc_model, bs=1, **kwargs)[0])
-                except Exception as e: preds.append(e)
-        for (f, n), im, r in zip(got, imgs, preds):
-            if isinstance(r, Exception): _fail(f, n, f'{f}: {type(r).__name__}: {r}', 'failed'); continue
-            rows[n] = write_prediction(out, n, f, im, r, overlay_size, loc_model is not None, sid, image_note(f, im)); n_ok += 1
-        del imgs, preds
-        done = min(i + bs, len(todo)); dt = time.time() - t0
-        if time.time() - last >= every or done == len(todo):
-            last = time.time()
-            log(f'[{done}/{len(todo)}] {done/max(dt, 1e-9):.1f} images/s, {len(bad)} unreadable, {dt:.0f} s')
-            write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows])
-    write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows])
-    warn = [rows[n] for n in names if n in rows and rows[n].get('status') == 'warning']
-    summ = dict(n=len(files), predicted=n_ok, done_earlier=n_earlier, unreadable=len(bad), warnings=len(warn), seconds=round(time.time() - t0, 2),
-                csv=str(out/'vcdr.csv'), rows=[rows[n] for n in names if n in rows])
-    log(f"predicted {n_ok}, done earlier {n_earlier}, unreadable {len(bad)}, with warnings {len(warn)} of {len(files)} images; vCDR table {out/'vcdr.csv'}")
-    for b in bad: log(f"  {b['status']}: {b['error']}")
-    for o in warn: log(f"  warning: {o['file']}: {o['note']}")
-    return summ
 
 # %% ../nbs/70_cli.ipynb #c020
 def _number(kind=float, # int or float
@@ -309,6 +120,7 @@ def _check_device(args):
     except (ValueError, RuntimeError) as e: raise FundusBenchError(f'{e} (--device)') from None
 
 def _predict(args):
+    from fundus_bench.tasks.discup import list_inputs, predict_files   # torch and the models load for the commands that compute
     _check_out(args.out, args.inputs); _check_device(args)
     seg, loc, kw = _load_models(args)
     files = list_inputs(args.inputs, exclude=args.out)

@@ -12,7 +12,7 @@ import numpy as np
 __all__ = ['ENCODINGS', 'ENV_DATA', 'MALLOC_SETTINGS', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'BadSamplesError',
            'Sample', 'data_root', 'project_root', 'embedded_data', 'param_root', 'safe_join', 'set_seed', 'worker_seed',
            'default_device', 'to_channels_last', 'tune_malloc', 'moved_attr', 'atomic_write_bytes', 'atomic_write_json',
-           'read_json']
+           'read_json', 'file_hash', 'check_settings', 'csv_bytes', 'write_csv']
 
 # %% ../nbs/00_core.ipynb #c005
 class FundusBenchError(Exception):
@@ -194,3 +194,36 @@ def read_json(path, default=None,
     if kind is not None and not isinstance(o, kind):
         raise BadFileError(path, f"expected a JSON {'object' if kind is dict else kind.__name__}, found {type(o).__name__}")
     return o
+
+# %% ../nbs/00_core.ipynb #c025b
+import csv, io, hashlib
+
+def file_hash(path, n:int=16)->str:
+    "The first `n` hex digits of the SHA-256 of the file at `path`."
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    return h.hexdigest()[:n]
+
+def check_settings(out:Path,           # results folder
+                   settings:dict,      # what the results depend on
+                   hint:str='',        # what to do instead, said when they differ
+                   replace:bool=False, # record `settings` even if the folder holds others
+                   fname:str='settings.json')->dict:
+    "Record `settings` in `out`; `FundusBenchError` naming the differences if it holds results made with others."
+    settings = json.loads(json.dumps(settings, default=str)); f = Path(out)/fname
+    old = read_json(f, None)
+    if old is not None and old != settings and not replace:
+        diff = [f'{k} {old.get(k)!r} -> {settings.get(k)!r}' for k in dict.fromkeys([*old, *settings]) if old.get(k) != settings.get(k)]
+        raise FundusBenchError(f"{out}: holds results made with other settings ({'; '.join(diff)}){'; ' + hint if hint else ''}")
+    if old != settings: atomic_write_json(f, settings)
+    return settings
+
+def csv_bytes(rows:list, fields:list)->bytes:
+    "`rows` (dicts) as UTF-8 CSV; file names that are not UTF-8 keep their bytes."
+    buf = io.StringIO(); w = csv.DictWriter(buf, fieldnames=fields, extrasaction='ignore'); w.writeheader(); w.writerows(rows)
+    return buf.getvalue().encode('utf-8', 'surrogateescape')
+
+def write_csv(path, rows:list, fields:list)->Path:
+    "Write `rows` (dicts) as CSV atomically."
+    return atomic_write_bytes(path, csv_bytes(rows, fields))

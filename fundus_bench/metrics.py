@@ -8,6 +8,7 @@ import math
 import numpy as np
 import torch
 from fastai.learner import Metric
+from fastai.metrics import AccumMetric
 from sklearn.metrics import average_precision_score, roc_auc_score, precision_recall_curve, auc
 
 # %% auto #0
@@ -242,28 +243,22 @@ def ap_from_hist(pos, # positives per score bin, lowest score first
     prec,rec = tp[keep]/(tp[keep] + fp[keep]),tp[keep]/tp[-1]
     return float(np.sum(np.diff(np.concatenate([[0.], rec]))*prec))
 
-class AUPR(Metric):
-    "Area under the precision-recall curve of channel `ch` over a whole validation set."
+class AUPR(AccumMetric):
+    "Area under the precision-recall curve of channel `ch` over a whole validation set: fastai's `AccumMetric` over scikit-learn (`aupr`), or a histogram."
     def __init__(self, ch:int=0, # channel of the logits and targets
                  name:str|None=None, # name shown by fastai
-                 bins:int|None=None, # None: keep every probability; n: histogram of n bins
+                 bins:int|None=None, # None: keep every probability; n: histogram of n bins (constant memory)
                 ):
-        self.ch,self.bins,self._name = ch,bins,name or f"aupr{ch}"
+        super().__init__(aupr, to_np=True, name=name or f"aupr{ch}"); self.ch,self.bins = ch,bins
     def reset(self):
-        self.probs,self.targs = [],[]
+        super().reset()
         if self.bins: self.pos,self.neg = np.zeros(self.bins),np.zeros(self.bins)
     def accumulate(self, learn):
         p = torch.sigmoid(learn.pred[:, self.ch].float()).flatten()
         t = (learn.yb[0][:, self.ch] > 0.5).flatten()
-        if not self.bins:
-            self.probs.append(p.cpu().numpy()); self.targs.append(t.cpu().numpy()); return
+        if not self.bins: return self.accum_values(p, t)
         b = (p*self.bins).long().clamp(0, self.bins - 1)
         self.pos += torch.bincount(b[t], minlength=self.bins).cpu().numpy()
         self.neg += torch.bincount(b[~t], minlength=self.bins).cpu().numpy()
     @property
-    def value(self):
-        if self.bins: return ap_from_hist(self.pos, self.neg)
-        if not self.probs: return None
-        return aupr(np.concatenate(self.probs), np.concatenate(self.targs))
-    @property
-    def name(self): return self._name
+    def value(self): return ap_from_hist(self.pos, self.neg) if self.bins else super().value

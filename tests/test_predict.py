@@ -83,7 +83,7 @@ STREAM = textwrap.dedent('''
     import resource, sys, json, torch
     torch.set_num_threads(1)
     from pathlib import Path
-    from fundus_bench.cli import list_inputs, predict_files
+    from fundus_bench.tasks.discup import list_inputs, predict_files
     from fundus_bench.infer import load_predictor
     seg, s = load_predictor(sys.argv[1], 'cpu'); loc, ls = load_predictor(sys.argv[2], 'cpu')
     files = list_inputs([sys.argv[3]]); out = Path(sys.argv[4])

@@ -9,10 +9,11 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from torchvision.models import mobilenet_v2
 from ..core import BadFileError
+from .layers import conv_bn
 
 # %% auto #0
-__all__ = ['LOW_BLOCK', 'DILATED', 'dilate_blocks', 'mobilenet_encoder', 'conv_bn', 'sep_conv', 'ImagePool', 'is_channels_last',
-           'ASPP', 'encoder_state', 'DeepLabV3Plus']
+__all__ = ['LOW_BLOCK', 'DILATED', 'dilate_blocks', 'mobilenet_encoder', 'sep_conv', 'ImagePool', 'is_channels_last', 'ASPP',
+           'encoder_state', 'DeepLabV3Plus']
 
 # %% ../../nbs/21_models.deeplab.ipynb #c005
 LOW_BLOCK, DILATED = 3, {7: 2, 14: 4}   # low-level skip after block 3; dilation from block 7 (x2) and 14 (x4)
@@ -33,14 +34,9 @@ def mobilenet_encoder(width_mult:float=1.0)->nn.Sequential:
     return dilate_blocks(mobilenet_v2(weights=None, width_mult=width_mult).features[:18])
 
 # %% ../../nbs/21_models.deeplab.ipynb #c008
-def conv_bn(ni:int, nf:int, ks:int=1, dilation:int=1, groups:int=1)->nn.Sequential:
-    "Convolution (no bias), batch norm, ReLU."
-    return nn.Sequential(nn.Conv2d(ni, nf, ks, padding=dilation*(ks//2), dilation=dilation, groups=groups, bias=False),
-                         nn.BatchNorm2d(nf), nn.ReLU(inplace=True))
-
 def sep_conv(ni:int, nf:int, dilation:int=1)->nn.Sequential:
     "Depthwise-separable 3×3 convolution: dilated depthwise then pointwise, each with BN and ReLU."
-    return nn.Sequential(conv_bn(ni, ni, 3, dilation, groups=ni), conv_bn(ni, nf, 1))
+    return nn.Sequential(conv_bn(ni, ni, 3, dilation=dilation, groups=ni), conv_bn(ni, nf, 1))
 
 class ImagePool(nn.Module):
     "ASPP's image-level branch: global average, 1×1 convolution, ReLU, broadcast to the input size."

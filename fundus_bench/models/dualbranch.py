@@ -11,10 +11,11 @@ from ..core import moved_attr
 from .unet import count_params
 from ..postprocess import clean_discup
 from ..metrics import dice
+from .layers import ds_conv
 
 # %% auto #0
-__all__ = ['EFFNET', 'B0_STAGES', 'TAPS', 'EffNetEncoder', 'ds_conv', 'UpStage', 'standardise_batch', 'skimage_vessels',
-           'DualBranchSeg', 'DiscCupEnsemble', 'tune_thresholds']
+__all__ = ['EFFNET', 'B0_STAGES', 'TAPS', 'EffNetEncoder', 'UpStage', 'standardise_batch', 'skimage_vessels', 'DualBranchSeg',
+           'DiscCupEnsemble', 'tune_thresholds']
 
 # %% ../../nbs/27_models.dualbranch.ipynb #c005
 EFFNET = {'b0': (1.0, 1.0), 'b1': (1.0, 1.1), 'b2': (1.1, 1.2), 'b3': (1.2, 1.4),
@@ -48,17 +49,11 @@ class EffNetEncoder(nn.Module):
         return out
 
 # %% ../../nbs/27_models.dualbranch.ipynb #c008
-def ds_conv(ni:int, nf:int)->nn.Sequential:
-    "Depthwise 3×3 then pointwise 1×1 convolution, then swish; no normalisation."
-    dw,pw = nn.Conv2d(ni, ni, 3, padding=1, groups=ni),nn.Conv2d(ni, nf, 1)
-    for c in (dw, pw): nn.init.kaiming_normal_(c.weight, nonlinearity='relu'); nn.init.zeros_(c.bias)
-    return nn.Sequential(dw, pw, nn.SiLU(inplace=True))
-
 class UpStage(nn.Module):
     "×2 bilinear upscaling, concatenation of a skip map, `n_conv` depthwise-separable convolutions with swish."
     def __init__(self, ni:int, n_skip:int, nf:int, n_conv:int=2):
         super().__init__()
-        self.convs = nn.Sequential(*[ds_conv(ni + n_skip if i == 0 else nf, nf) for i in range(n_conv)])
+        self.convs = nn.Sequential(*[ds_conv(ni + n_skip if i == 0 else nf, nf, kaiming=True) for i in range(n_conv)])
     def forward(self, x, skip):
         x = F.interpolate(x, size=skip.shape[-2:], mode='bilinear', align_corners=False)
         return self.convs(torch.cat([x, skip], 1))
@@ -99,7 +94,7 @@ class DualBranchSeg(nn.Module):
         self.vessel = EffNetEncoder(vessel, 1, vessel_width, vessel_depth, stochastic_depth) if vessel else None
         c4,c8,c16,c32 = self.fundus.chs
         deep = c32 + (self.vessel.chs[-1] if self.vessel is not None else 0)
-        self.head = nn.Sequential(*[ds_conv(deep if i == 0 else dec_ch[0], dec_ch[0]) for i in range(n_conv)])
+        self.head = nn.Sequential(*[ds_conv(deep if i == 0 else dec_ch[0], dec_ch[0], kaiming=True) for i in range(n_conv)])
         self.ups = nn.ModuleList([UpStage(a, s, b, n_conv) for a,s,b in zip(dec_ch[:-1], (c16, c8, c4), dec_ch[1:])])
         self.out = nn.Conv2d(dec_ch[-1], n_out, 1)
     def vessel_channel(self, rgb:torch.Tensor)->torch.Tensor:

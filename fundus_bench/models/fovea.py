@@ -8,16 +8,13 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from ..core import *
 from .classify import efficientnet, _variant
 from ..data.preprocess import crop_box, resize_image, fov_square
+from .layers import ds_conv
 
 # %% auto #0
-__all__ = ['FRAMES', 'ds_conv', 'channel_standardise', 'FoveaNet', 'encode_points', 'decode_points', 'frame_box', 'to_input',
-           'from_input', 'frame_image', 'predict_points']
+__all__ = ['FRAMES', 'channel_standardise', 'FoveaNet', 'encode_points', 'decode_points', 'frame_box', 'to_input', 'from_input',
+           'frame_image', 'predict_points']
 
 # %% ../../nbs/26_models.fovea.ipynb #c005
-def ds_conv(ni:int, nf:int)->nn.Sequential:
-    "Depth-wise separable 3×3 convolution followed by swish (SiLU); no batch normalisation."
-    return nn.Sequential(nn.Conv2d(ni, ni, 3, padding=1, groups=ni), nn.Conv2d(ni, nf, 1), nn.SiLU(inplace=True))
-
 def channel_standardise(x:torch.Tensor, eps:float=1e-5)->torch.Tensor:
     "Per-image, per-channel `(x − mean)/std` over the spatial positions."
     m, s = x.mean((-2, -1), keepdim=True), x.std((-2, -1), keepdim=True)

@@ -21,6 +21,7 @@ from ..metrics import vcdr as _vcdr
 from ..postprocess import clean_discup, dihedral, undihedral
 from .unet import count_params
 from ..data.synthetic import make_fundus
+from . import layers
 
 # %% auto #0
 __all__ = ['MOBILENET_V1', 'LEVELS', 'MEAN', 'STD', 'POOLINGS', 'MASK_HEADS', 'conv_bn', 'dw_separable', 'MobileNetV1',
@@ -35,8 +36,8 @@ MOBILENET_V1 = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2), (512,
 def _width(c:int, alpha:float, div:int=8)->int: return max(div, int(c*alpha + div/2)//div*div)
 
 def conv_bn(ci:int, co:int, stride:int=1)->nn.Sequential:
-    "3×3 convolution, batch norm, ReLU."
-    return nn.Sequential(nn.Conv2d(ci, co, 3, stride, 1, bias=False), nn.BatchNorm2d(co), nn.ReLU(inplace=True))
+    "3×3 convolution, batch norm, ReLU (`models.layers.conv_bn`)."
+    return layers.conv_bn(ci, co, 3, stride)
 
 def dw_separable(ci:int, co:int, stride:int=1)->nn.Sequential:
     "Depthwise 3×3 (one filter per channel) + BN + ReLU, then pointwise 1×1 + BN + ReLU."
