@@ -81,6 +81,18 @@ def test_no_cycles():
     cs = cycles(graph())
     assert not cs, 'modules importing each other in a circle: ' + '; '.join(' <-> '.join(c) for c in cs)
 
+def packages(g:dict)->dict:
+    "The import graph between top-level parts (`data`, `models`, `train`, `infer`...), imports inside a part left out."
+    top = lambda m: m.split('.')[0]
+    out = {}
+    for m, ts in g.items(): out.setdefault(top(m), []).extend((top(t), l) for t, l in ts if top(t) != top(m))
+    return out
+
+def test_no_package_cycles():
+    "No two parts import each other, even through different modules (e.g. data.domains -> infer -> data.loaders)."
+    cs = cycles(packages(graph()))
+    assert not cs, 'parts importing each other in a circle: ' + '; '.join(' <-> '.join(c) for c in cs)
+
 def test_checks_can_fail():
     "The checks see imports inside functions, relative and absolute forms, submodules named in `from X import y`, and cycles."
     src = "from ..core import x\ndef f():\n    from fundus_bench.train.core import load_model\n    from fundus_bench import cli\n"
@@ -88,4 +100,5 @@ def test_checks_can_fail():
     assert [t for t, _ in g['data.io']] == ['core', 'train.core', 'cli']
     assert len(upward(g)) == 2
     assert cycles({'a': [('b', 1)], 'b': [('c', 1)], 'c': [('a', 1)], 'd': [('a', 1)]}) == [['a', 'b', 'c']]
+    assert cycles(packages({'data.domains': [('infer', 1)], 'infer': [('data.loaders', 1)], 'data.loaders': []})) == [['data', 'infer']]
     with pytest.raises(KeyError, match='not placed in a layer'): layer('newthing')
