@@ -8,7 +8,7 @@ import time, numpy as np
 from ..core import *
 from ..data.io import load_image, load_discup
 from ..data.loaders import seg_dls
-from ..metrics import discup_scores, rrp, disc_radius, auroc, point_distance
+from ..metrics import discup_scores, rrp, disc_radius, auroc, point_distance, summarise
 from ..infer import predict_many, load_predictor
 from ..train.core import seg_learner
 from ..train.seg import fit_seg
@@ -45,11 +45,10 @@ def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
 def summarise_scores(rows:list)->dict:
     "The foundation's metrics over the readable rows."
     ok = [r for r in rows if r.get('status') == 'ok']
+    ks = ('dice_disc', 'dice_cup', 'iou_disc', 'iou_cup', 'miou', 'vcdr_ae')
+    s = summarise([{k: r[k] for k in ks} for r in ok])   # means and standard deviations (`metrics.summarise`)
     m = dict(n=len(ok), n_unreadable=len(rows) - len(ok))
-    for k in ('dice_disc', 'dice_cup', 'iou_disc', 'iou_cup', 'miou'):
-        v = np.array([r[k] for r in ok], float); m[k] = float(v.mean()) if len(v) else 0.; m[f'{k}_std'] = float(v.std()) if len(v) else 0.
-    ae = np.array([r['vcdr_ae'] for r in ok], float); m['vcdr_mae'] = float(ae.mean()) if len(ae) else 0.
-    m['vcdr_ae_std'] = float(ae.std()) if len(ae) else 0.
+    for k in ks: m['vcdr_mae' if k == 'vcdr_ae' else k], m[f'{k}_std'] = s.get(k, 0.), s.get(f'{k}_std', 0.)
     m['rrp'] = rrp([r['r_pred'] for r in ok], [r['r_true'] for r in ok])
     lab = [(r['vcdr_pred'], r['label']) for r in ok if r.get('label') in (0, 1)]
     if lab and len({l for _, l in lab}) == 2: m['auroc_vcdr'] = auroc([v for v, _ in lab], [l for _, l in lab])
