@@ -198,6 +198,41 @@ def _write_evaluation(args, ds, m:dict, rows:list, st:dict)->int:
         if r.get('status', 'ok') != 'ok': print(f"  unreadable: {r.get('error')}", file=sys.stderr)
     return 0 if m.get('n') else 1
 
+def _add_adapt(sub):
+    p = sub.add_parser('adapt', help="adapt a disc/cup model to a camera from its unlabelled photographs; writes a new run folder")
+    p.add_argument('--model', required=True, metavar='RUN_DIR', help='run folder (or model.json / model.pth) of a [disc, cup] model')
+    p.add_argument('--images', required=True, nargs='+', metavar='FOLDER', help="the camera's photographs (disc-centred crops, as the model takes them); folders searched recursively; no labels read")
+    p.add_argument('--method', choices=['adabn', 'tent', 'adversarial'], default='adabn',
+                   help="adabn: batch-norm statistics re-estimated; tent: entropy minimised by the batch norms' scales and shifts; adversarial: output-space adversarial training beside the labelled source images (default adabn)")
+    p.add_argument('--out', metavar='RUN_DIR', help='new run folder (default runs/adapt/<model folder>-<method>)')
+    p.add_argument('--steps', type=_number(int, 1), help='optimiser steps of tent (default 40) or adversarial (default 100)')
+    p.add_argument('--lr', type=_number(float, 0, above=True), help='learning rate (default tent 1e-3, adversarial 1e-4)')
+    p.add_argument('--lambda-adv', type=_number(float, 0), default=0.01, help='adversarial: weight of the adversarial loss (default 0.01)')
+    p.add_argument('--source-data', metavar='ROOT', help="adversarial: data root of the model's labelled training images (default: its params.json's data_root)")
+    p.add_argument('--bs', type=_number(int, 1), default=8, help='images per batch (default 8)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--device', help='cpu, cuda, cuda:1... (default: CUDA when available)')
+    p.add_argument('--threads', type=_number(int, 1), help="CPU threads of torch (default: torch's choice)")
+
+def _adapt(args):
+    from fundus_bench.tasks.discup import list_inputs   # torch and the models load for the commands that compute
+    _check_device(args)
+    task = model_task(args.model); t = get_task(task)
+    if t.adapt is None: raise FundusBenchError(f"{args.model}: a {task} model; `adapt` handles disc/cup models")
+    out = Path(args.out) if args.out else Path('runs')/'adapt'/f'{Path(args.model).resolve().name}-{args.method}'
+    _check_out(out, args.images)
+    files = list_inputs(args.images, exclude=out)
+    if not files: raise DataNotFoundError(f"no images in {' '.join(args.images)}")
+    import torch
+    if args.threads: torch.set_num_threads(args.threads)
+    from fundus_bench.tasks.adapt import format_signs
+    r = t.adapt(args.model, files, out, method=args.method, steps=args.steps, lr=args.lr, bs=args.bs, device=args.device, seed=args.seed,
+                lambda_adv=args.lambda_adv, source_data=args.source_data, log=lambda *a: print(*a, file=sys.stderr, flush=True))
+    print(format_signs(r))
+    for w in r['warnings']: print(f'fundus-bench: warning: possible collapse: {w}', file=sys.stderr)
+    print(f"adapted model ({args.method}, {r['n_images']} photographs, {r['n_unreadable']} unreadable): {r['out']}")
+    return 0
+
 # %% ../nbs/70_cli.ipynb #c023
 def _add_report(sub):
     p = sub.add_parser('report', help='one self-contained HTML page of the latest runs beside the published figures')
@@ -272,7 +307,7 @@ def parser()->argparse.ArgumentParser:
     v = sub.add_parser('validate', help='scan a data root: datasets, counts, bad files'); v.add_argument('root', nargs='?', default=None)
     sub.add_parser('experiments', help='list the experiments')
     rs = sub.add_parser('runs', help='list the run registry'); rs.add_argument('name', nargs='?'); rs.add_argument('--runs-dir', default='runs')
-    _add_predict(sub); _add_evaluate(sub)
+    _add_predict(sub); _add_evaluate(sub); _add_adapt(sub)
     _add_report(sub)
     from fundus_bench.bench import add_bench_parser
     add_bench_parser(sub)
@@ -283,7 +318,7 @@ def main(argv=None)->int:
     for o in (sys.stdout, sys.stderr):   # file names that are not UTF-8 are printed escaped, on any terminal
         if hasattr(o, 'reconfigure'): o.reconfigure(errors='backslashreplace')
     args = parser().parse_args(argv)
-    if args.cmd in ('quickstart', 'run', 'run-all', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
+    if args.cmd in ('quickstart', 'run', 'run-all', 'predict', 'evaluate', 'adapt', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
     try:
         if args.cmd == 'quickstart': return _run('quickstart', args)
         if args.cmd == 'run': return _run(args.name, args)
@@ -292,6 +327,7 @@ def main(argv=None)->int:
         if args.cmd == 'runs': return _runs(args)
         if args.cmd == 'predict': return _predict(args)
         if args.cmd == 'evaluate': return _evaluate(args)
+        if args.cmd == 'adapt': return _adapt(args)
         if args.cmd == 'bench':
             from fundus_bench.bench import run_bench
             return run_bench(args)

@@ -84,9 +84,9 @@ def judge(before:dict, after:dict, # `summarise_signs` of the source and the ada
     def cmp(name, d, tol):
         if d > tol: better.append(name)
         elif d < -tol: worse.append(name)
-    cmp('fewer implausible shapes', before['implausible'] - after['implausible'], 0.02)
-    cmp('more agreement across views', (after['tta_agree_disc'] + after['tta_agree_cup']) - (before['tta_agree_disc'] + before['tta_agree_cup']), 0.01)
-    if method != 'tent': cmp('lower entropy', (before['entropy'] - after['entropy'])/max(before['entropy'], 1e-9), 0.02)
+    cmp('implausible shapes', before['implausible'] - after['implausible'], 0.02)
+    cmp('agreement across views', (after['tta_agree_disc'] + after['tta_agree_cup']) - (before['tta_agree_disc'] + before['tta_agree_cup']), 0.01)
+    if method != 'tent': cmp('entropy', (before['entropy'] - after['entropy'])/max(before['entropy'], 1e-9), 0.02)
     verdict = 'collapsed' if w else 'likely helped' if len(better) > len(worse) else 'likely harmed' if len(worse) > len(better) else 'unclear'
     return dict(verdict=verdict, warnings=w, better=better, worse=worse)
 
@@ -179,6 +179,6 @@ def format_signs(res:dict)->str:
     "A before/after table of `adapt_model`'s label-free signs, and its verdict."
     w = max(len(t) for _, t in SIGN_ROWS)
     ls = [f"{'label-free sign':<{w}}  {'before':>8}  {'after':>8}"] + [f"{t:<{w}}  {res['before'][k]:>8.4f}  {res['after'][k]:>8.4f}" for k, t in SIGN_ROWS]
-    ls.append(f"verdict: {res['verdict']}" + (f" ({', '.join(res['better'])}" if res['better'] else ' (') +
-              (f"{'; ' if res['better'] else ''}worse: {', '.join(res['worse'])})" if res['worse'] else ')'))
-    return '\n'.join(ls).replace(' ()', '')
+    why = '; '.join(f"{k}: {', '.join(res[k])}" for k in ('better', 'worse') if res[k])
+    ls.append(f"verdict: {res['verdict']}" + (f' ({why})' if why else ''))
+    return '\n'.join(ls)

@@ -22,6 +22,7 @@ class Task:
     evaluate:Callable  # (model, spec, samples, device=None, bs=4, log=print, **kw) -> (metrics, rows)
     load:Callable      # (run_dir, device=None) -> (model, spec)
     predict:Callable
+    adapt:Callable|None = None  # (run_dir, files, out, method='adabn', **kw) -> summary: adapt a saved model to unlabelled images; None: not offered
 
 TASKS = {'discup': 'tasks.discup', 'lesions': 'tasks.lesions', 'glaucoma': 'tasks.glaucoma', 'fovea': 'tasks.points'}
 

@@ -12,6 +12,7 @@ from ..metrics import discup_scores, rrp, disc_radius, auroc, point_distance, su
 from ..infer import predict_many, load_predictor
 from ..train.core import seg_learner
 from ..train.seg import fit_seg
+from .adapt import adapt_model
 from .core import Task
 
 # %% auto #0
@@ -77,7 +78,7 @@ def evaluate(model, spec:dict,   # a `[disc, cup]` model and its spec (`infer.lo
     return evaluate_samples(samples, model, bs=bs, log=log, device=device, **kw)
 
 task = Task('discup', "optic disc and cup segmentation: masks, vertical CDR", dls=seg_dls, learner=seg_learner, fit=fit_seg,
-            evaluate=evaluate, load=load_predictor, predict=predict_many)
+            evaluate=evaluate, load=load_predictor, predict=predict_many, adapt=adapt_model)
 
 # %% ../../nbs/43_tasks.discup.ipynb #c021
 import io, json, hashlib, cv2
