@@ -152,9 +152,10 @@ def adapt_model(run_dir,                # a disc/cup run folder (or its model.js
     log(f'{method}: {len(imgs)} photographs at {size} px; signs of the source model...')
     rb = image_signs(model, imgs, size, thr, bs, dev)
     new, info = copy.deepcopy(model), {}
+    if method != 'adabn': steps, lr = steps or (40 if method == 'tent' else 100), lr or (1e-3 if method == 'tent' else 1e-4)
     if method == 'adabn': adabn(new, image_batches(imgs, size, bs), dev)
-    elif method == 'tent': info = fit_tent(new, imgs, size, steps or 40, lr or 1e-3, bs, dev, seed)
-    else: new, info = _adversarial(new, imgs, used, run_dir, size, steps or 100, lr or 1e-4, bs, dev, seed, lambda_adv, source_data, d_warmup, log)
+    elif method == 'tent': info = fit_tent(new, imgs, size, steps, lr, bs, dev, seed)
+    else: new, info = _adversarial(new, imgs, used, run_dir, size, steps, lr, bs, dev, seed, lambda_adv, source_data, d_warmup, log)
     new.eval(); ra = image_signs(new, imgs, size, thr, bs, dev)
     before, after = summarise_signs(rb), summarise_signs(ra)
     res = dict(method=method, model=str(Path(run_dir).resolve()), n_images=len(imgs), n_unreadable=len(bad), before=before, after=after,
