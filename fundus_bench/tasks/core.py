@@ -23,7 +23,8 @@ class Task:
     load:Callable      # (run_dir, device=None) -> (model, spec)
     predict:Callable
 
-TASKS = {'discup': 'tasks.discup', 'lesions': 'tasks.lesions', 'glaucoma': 'tasks.glaucoma', 'fovea': 'tasks.points'}
+TASKS = {'discup': 'tasks.discup', 'locator': 'tasks.locator', 'lesions': 'tasks.lesions', 'glaucoma': 'tasks.glaucoma',
+         'fovea': 'tasks.points'}
 
 def get_task(name:str)->Task:
     "The `Task` registered as `name` (its module imported on first use)."
