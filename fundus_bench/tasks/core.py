@@ -24,7 +24,8 @@ class Task:
     predict:Callable
 
 TASKS = {'discup': 'tasks.discup', 'locator': 'tasks.locator', 'lesions': 'tasks.lesions', 'glaucoma': 'tasks.glaucoma',
-         'fovea': 'tasks.points'}
+         'fovea': 'tasks.points',
+         'rfnet': 'tasks.rfnet', 'adaptation': 'tasks.adaptation', 'dualbranch': 'tasks.dualbranch'}   # disc/cup methods: their runs record `discup`
 
 def get_task(name:str)->Task:
     "The `Task` registered as `name` (its module imported on first use)."
