@@ -11,10 +11,11 @@ from .core import _json_default
 from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run
 
 # %% auto #0
-__all__ = ['CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS', 'format_metrics', 'list_inputs',
-           'out_names', 'image_note', 'write_prediction', 'file_hash', 'check_settings', 'csv_bytes', 'write_csv',
-           'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'model_task', 'task_evaluator',
-           'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
+__all__ = ['CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS', 'BENCH_HELP', 'format_metrics',
+           'list_inputs', 'out_names', 'image_note', 'write_prediction', 'file_hash', 'check_settings', 'csv_bytes',
+           'write_csv', 'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'model_task',
+           'task_evaluator', 'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser',
+           'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -30,9 +31,8 @@ import numpy as np, cv2
 from PIL import Image
 from .data.io import read_image, load_image, load_discup
 from .data.catalog import IMG_EXTS, is_stray, get_dataset
-from .data.synthetic import to_ternary
-from .viz import overlay_contours
-from .metrics import discup_scores, rrp, disc_radius, auroc, point_distance
+# drawing and the metrics (torch, fastai, scikit-learn: seconds to import) are imported where they are used, so that
+# `fundus-bench --help` and a mistyped option answer at once
 
 def list_inputs(paths,        # files and folders
                 exclude=None, # a folder whose files are never inputs (the output folder)
@@ -109,6 +109,8 @@ def _box(m:np.ndarray)->list:
 
 def write_prediction(out:Path, name:str, f:Path, img:np.ndarray, r:dict, overlay_size:int=1024, located=True, sid:str='', note:str='')->dict:
     "Write mask, overlay and record of prediction `r` of image `img` (file `f`); returns the CSV row."
+    from fundus_bench.data.synthetic import to_ternary
+    from fundus_bench.viz import overlay_contours
     m = np.stack([r['disc'], r['cup']])
     atomic_write_bytes(out/'masks'/f'{name}.png', _png(to_ternary(m)))
     ov = overlay_contours(img, None, m, size=min(overlay_size, max(img.shape[:2])))
@@ -222,6 +224,7 @@ def _mcentre(m):
 def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
     "Per-image rows of scores for a batch of `samples` (unreadable ones with their error)."
     from fundus_bench.infer import predict_many
+    from fundus_bench.metrics import discup_scores, disc_radius, point_distance
     rows, imgs, gts, ok = [], [], [], []
     for s in samples:
         try: im = load_image(s); gts.append(load_discup(s, shape=im.shape[:2])); imgs.append(im); ok.append(s)
@@ -239,6 +242,7 @@ def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
 
 def summarise_scores(rows:list)->dict:
     "The foundation's metrics over the readable rows."
+    from fundus_bench.metrics import rrp, auroc
     ok = [r for r in rows if r.get('status') == 'ok']
     m = dict(n=len(ok), n_unreadable=len(rows) - len(ok))
     for k in ('dice_disc', 'dice_cup', 'iou_disc', 'iou_cup', 'miou'):
@@ -520,7 +524,14 @@ def _runs(args):
         print(f"{r.get('experiment', '?'):<20} {r.get('status', '?'):<12} {r.get('seconds', ''):>8}  {r['run_dir']}")
     return 0
 
-def parser()->argparse.ArgumentParser:
+BENCH_HELP = 'time every model beside a reference: inference, training (fastai vs plain), memory, data pipeline'
+
+def _command(argv)->str|None:
+    "The subcommand named in `argv` (its first word that is not an option)."
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith('-')), None)
+
+def parser(bench:bool=True, # False: `bench` without its options (they import torch and fastai: seconds)
+          )->argparse.ArgumentParser:
     "The `fundus-bench` argument parser."
     ap = argparse.ArgumentParser(prog='fundus-bench', description='A research workbench for colour fundus photographs.')
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -531,15 +542,17 @@ def parser()->argparse.ArgumentParser:
     rs = sub.add_parser('runs', help='list the run registry'); rs.add_argument('name', nargs='?'); rs.add_argument('--runs-dir', default='runs')
     _add_predict(sub); _add_evaluate(sub)
     _add_report(sub)
-    from fundus_bench.bench import add_bench_parser
-    add_bench_parser(sub)
+    if bench:
+        from fundus_bench.bench import add_bench_parser
+        add_bench_parser(sub)
+    else: sub.add_parser('bench', help=BENCH_HELP)
     return ap
 
 def main(argv=None)->int:
     "Entry point of the `fundus-bench` command."
     for o in (sys.stdout, sys.stderr):   # file names that are not UTF-8 are printed escaped, on any terminal
         if hasattr(o, 'reconfigure'): o.reconfigure(errors='backslashreplace')
-    args = parser().parse_args(argv)
+    args = parser(bench=_command(argv) == 'bench').parse_args(argv)
     if args.cmd in ('quickstart', 'run', 'run-all', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
     try:
         if args.cmd == 'quickstart': return _run('quickstart', args)
