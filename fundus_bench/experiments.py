@@ -53,11 +53,13 @@ def parse_value(v:str):
 
 def notebook_params(nb)->dict:
     "The parameters of notebook `nb` (its `parameters` cell) with their default values (source text where not a Python literal)."
-    import ast, papermill as pm
+    import ast, nbformat
+    from papermill.translators import PythonTranslator
     def _val(s):
         try: return ast.literal_eval(s)
         except (ValueError, SyntaxError): return s
-    return {k: _val(o['default']) for k, o in pm.inspect_notebook(str(nb)).items()}
+    c = next((c for c in nbformat.read(str(nb), 4).cells if 'parameters' in c.metadata.get('tags', [])), None)
+    return {} if c is None else {o.name: _val(o.default) for o in PythonTranslator.inspect(c)}
 
 def parse_params(pairs)->dict:
     "A dict from `[(key, value), ...]` with YAML-typed values."
