@@ -515,6 +515,20 @@ def _validate(args):
     print(rep)
     return 0 if rep.ok else 1
 
+def _tutorial(args):
+    "Copy the tutorial into `args.dir` (once: a later call opens the copy) and hand over to JupyterLab on it."
+    import shutil
+    src, dst = project_root()/'nbs'/'tutorial.ipynb', Path(args.dir)/'tutorial.ipynb'
+    lab = shutil.which('jupyter-lab')
+    if lab is None: raise FundusBenchError('JupyterLab is not installed; pip install -e ".[dev]" in the project folder installs it')
+    if dst.exists(): print(f'opening your copy {dst} (delete it to start again from {src})')
+    elif not src.is_file(): raise DataNotFoundError(f'{src}: no tutorial notebook (it ships in the project folder, not in an installed wheel)')
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(src, dst)
+        print(f'copied the tutorial to {dst}: run and change it there, {src} stays as it is')
+    sys.stdout.flush()
+    os.execv(lab, [lab, str(dst), *[a for a in args.lab_args if a != '--']])
+
 def _experiments(args):
     for k, v in list_experiments().items(): print(f'{k:<24} {v}')
     return 0
@@ -539,6 +553,9 @@ def parser(bench:bool=True, # False: `bench` without its options (they import to
     r = sub.add_parser('run', help='run an experiment notebook with papermill'); r.add_argument('name'); _add_params(r)
     v = sub.add_parser('validate', help='scan a data root: datasets, counts, bad files'); v.add_argument('root', nargs='?', default=None)
     sub.add_parser('experiments', help='list the experiments')
+    t = sub.add_parser('tutorial', help='copy the tutorial to runs/tutorial.ipynb (once) and open it in JupyterLab')
+    t.add_argument('--dir', default='runs', help='folder of the copy (default: ./runs)')
+    t.add_argument('lab_args', nargs=argparse.REMAINDER, metavar='-- JUPYTERLAB_OPTIONS', help='passed to jupyter lab, e.g. -- --no-browser')
     rs = sub.add_parser('runs', help='list the run registry'); rs.add_argument('name', nargs='?'); rs.add_argument('--runs-dir', default='runs')
     _add_predict(sub); _add_evaluate(sub)
     _add_report(sub)
@@ -559,6 +576,7 @@ def main(argv=None)->int:
         if args.cmd == 'run': return _run(args.name, args)
         if args.cmd == 'validate': return _validate(args)
         if args.cmd == 'experiments': return _experiments(args)
+        if args.cmd == 'tutorial': return _tutorial(args)
         if args.cmd == 'runs': return _runs(args)
         if args.cmd == 'predict': return _predict(args)
         if args.cmd == 'evaluate': return _evaluate(args)
