@@ -11,18 +11,19 @@ from .core import *
 from .metrics import vcdr
 
 # %% auto #0
-__all__ = ['TRUTH_COLOURS', 'PRED_COLOURS', 'LEGEND_TEXT', 'LEGEND_HTML', 'TRUTH_CSS', 'PRED_CSS', 'ERR_COLOURS', 'vcdr_text',
-           'draw_contours', 'overlay_contours', 'image_grid', 'save_png', 'save_fig', 'contour_xy', 'contour_fig',
-           'points_fig', 'error_map', 'error_fig', 'read_history', 'curves_fig', 'pr_fig', 'bland_altman', 'vcdr_fig',
-           'domain_heatmap']
+__all__ = ['TRUTH_COLOURS', 'PRED_COLOURS', 'LEGEND_TEXT', 'LEGEND_HTML', 'TRUTH_LEGEND_HTML', 'TRUTH_CSS', 'PRED_CSS',
+           'ERR_COLOURS', 'vcdr_text', 'draw_contours', 'overlay_contours', 'image_grid', 'save_png', 'save_fig',
+           'contour_xy', 'contour_fig', 'points_fig', 'error_map', 'error_fig', 'read_history', 'curves_fig', 'pr_fig',
+           'bland_altman', 'vcdr_fig', 'domain_heatmap']
 
 # %% ../nbs/55_viz.ipynb #c005
 TRUTH_COLOURS = ((0, 255, 0), (0, 200, 0))
 PRED_COLOURS = ((40, 120, 255), (255, 0, 255))
 LEGEND_TEXT = 'green: ground-truth disc and cup outlines; blue: predicted disc; magenta: predicted cup'
 _css = lambda c: '#%02x%02x%02x' % c
-LEGEND_HTML = ' '.join(f"<span style='color:{_css(c)};font-weight:bold'>━</span> {s}" for c, s in
-                       ((TRUTH_COLOURS[0], 'truth disc &amp; cup'), (PRED_COLOURS[0], 'predicted disc'), (PRED_COLOURS[1], 'predicted cup')))
+_key = lambda c, s: f"<span style='color:{_css(c)};font-size:150%'>■</span> {s}"
+LEGEND_HTML = ' '.join(_key(c, s) for c, s in ((TRUTH_COLOURS[0], 'truth disc &amp; cup'), (PRED_COLOURS[0], 'predicted disc'), (PRED_COLOURS[1], 'predicted cup')))
+TRUTH_LEGEND_HTML = _key(TRUTH_COLOURS[0], 'ground-truth disc &amp; cup outlines')
 
 def vcdr_text(m:np.ndarray, who:str='pred', digits:int=2)->str:
     "`'pred vCDR 0.45'`, or `'pred: no disc'` when the disc plane of `m` is empty (a vCDR of 0 would mislead)."

@@ -11,7 +11,7 @@ import ipywidgets as W
 from PIL import Image
 from .core import *
 from .metrics import vcdr, dice
-from .viz import overlay_contours, draw_contours, vcdr_text, LEGEND_HTML
+from .viz import overlay_contours, draw_contours, vcdr_text, LEGEND_HTML, TRUTH_LEGEND_HTML
 
 # %% auto #0
 __all__ = ['LESION_RGB', 'png_bytes', 'stepper', 'draw_points', 'render_sample', 'DatasetBrowser', 'browse', 'model_runs',
@@ -47,7 +47,7 @@ def render_sample(s:Sample, size:int=384)->tuple:
     img = load_image(s); txt = [f'{s.dataset} / {s.split} / {s.name}', f'{img.shape[1]}×{img.shape[0]} px']
     k = size/max(img.shape[:2])
     if s.encoding in ('ternary', 'softmap', 'binary'):
-        m = load_discup(s, shape=img.shape[:2]); out = overlay_contours(img, m, size=size); txt.append(f'vCDR {vcdr(m):.3f}')
+        m = load_discup(s, shape=img.shape[:2]); out = overlay_contours(img, m, size=size); txt += [f'vCDR {vcdr(m):.3f}', f'<small>{TRUTH_LEGEND_HTML}</small>']
     else:
         out = cv2.resize(img, (round(img.shape[1]*k), round(img.shape[0]*k)), interpolation=cv2.INTER_AREA)
         if s.encoding == 'lesions':
