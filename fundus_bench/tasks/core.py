@@ -24,7 +24,9 @@ class Task:
     predict:Callable
     adapt:Callable|None = None  # (run_dir, files, out, method='adabn', **kw) -> summary: adapt a saved model to unlabelled images; None: not offered
 
-TASKS = {'discup': 'tasks.discup', 'lesions': 'tasks.lesions', 'glaucoma': 'tasks.glaucoma', 'fovea': 'tasks.points'}
+TASKS = {'discup': 'tasks.discup', 'locator': 'tasks.locator', 'lesions': 'tasks.lesions', 'glaucoma': 'tasks.glaucoma',
+         'fovea': 'tasks.points',
+         'rfnet': 'tasks.rfnet', 'adaptation': 'tasks.adaptation', 'dualbranch': 'tasks.dualbranch'}   # disc/cup methods: their runs record `discup`
 
 def get_task(name:str)->Task:
     "The `Task` registered as `name` (its module imported on first use)."

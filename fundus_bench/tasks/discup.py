@@ -28,6 +28,7 @@ def _mcentre(m):
 
 def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
     "Per-image rows of scores for a batch of `samples` (unreadable ones with their error)."
+    from fundus_bench.metrics import discup_scores, disc_radius, point_distance
     rows, imgs, gts, ok = [], [], [], []
     for s in samples:
         try: im = load_image(s); gts.append(load_discup(s, shape=im.shape[:2])); imgs.append(im); ok.append(s)
@@ -45,11 +46,13 @@ def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
 
 def summarise_scores(rows:list)->dict:
     "The foundation's metrics over the readable rows."
+    from fundus_bench.metrics import rrp, auroc
     ok = [r for r in rows if r.get('status') == 'ok']
-    ks = ('dice_disc', 'dice_cup', 'iou_disc', 'iou_cup', 'miou', 'vcdr_ae')
-    s = summarise([{k: r[k] for k in ks} for r in ok])   # means and standard deviations (`metrics.summarise`)
     m = dict(n=len(ok), n_unreadable=len(rows) - len(ok))
-    for k in ks: m['vcdr_mae' if k == 'vcdr_ae' else k], m[f'{k}_std'] = s.get(k, 0.), s.get(f'{k}_std', 0.)
+    for k in ('dice_disc', 'dice_cup', 'iou_disc', 'iou_cup', 'miou'):
+        v = np.array([r[k] for r in ok], float); m[k] = float(v.mean()) if len(v) else 0.; m[f'{k}_std'] = float(v.std()) if len(v) else 0.
+    ae = np.array([r['vcdr_ae'] for r in ok], float); m['vcdr_mae'] = float(ae.mean()) if len(ae) else 0.
+    m['vcdr_ae_std'] = float(ae.std()) if len(ae) else 0.
     m['rrp'] = rrp([r['r_pred'] for r in ok], [r['r_true'] for r in ok])
     lab = [(r['vcdr_pred'], r['label']) for r in ok if r.get('label') in (0, 1)]
     if lab and len({l for _, l in lab}) == 2: m['auroc_vcdr'] = auroc([v for v, _ in lab], [l for _, l in lab])
@@ -86,8 +89,8 @@ from pathlib import Path
 from PIL import Image
 from ..data.io import read_image
 from ..data.catalog import IMG_EXTS, is_stray
-from ..data.synthetic import to_ternary
-from ..viz import overlay_contours
+# drawing and the metrics (torch, fastai, scikit-learn: seconds to import) are imported where they are used, so that
+# `fundus-bench --help` and a mistyped option answer at once
 
 def list_inputs(paths,        # files and folders
                 exclude=None, # a folder whose files are never inputs (the output folder)
@@ -164,6 +167,8 @@ def _box(m:np.ndarray)->list:
 
 def write_prediction(out:Path, name:str, f:Path, img:np.ndarray, r:dict, overlay_size:int=1024, located=True, sid:str='', note:str='')->dict:
     "Write mask, overlay and record of prediction `r` of image `img` (file `f`); returns the CSV row."
+    from fundus_bench.data.synthetic import to_ternary
+    from fundus_bench.viz import overlay_contours
     m = np.stack([r['disc'], r['cup']])
     atomic_write_bytes(out/'masks'/f'{name}.png', _png(to_ternary(m)))
     ov = overlay_contours(img, None, m, size=min(overlay_size, max(img.shape[:2])))
