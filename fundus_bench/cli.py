@@ -487,9 +487,33 @@ def _add_params(p):
     p.add_argument('--runs-dir', default='runs', help='run registry root (default: ./runs)')
     p.add_argument('--quiet', action='store_true', help="don't echo the notebook's output")
     p.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run in its folder, with its params.json')
+    p.add_argument('--processes', type=int, default=1, metavar='N', help='train data-parallel in N processes on this machine (one per GPU; default 1)')
+    p.add_argument('--launcher', choices=('accelerate', 'torchrun'), help='what starts the processes (default: accelerate on GPUs, torchrun on CPUs)')
+
+def _launch(args)->int:
+    "Re-run this command in `args.processes` launched processes (rank 0 writes the run folder); their exit status."
+    import torch
+    from fundus_bench.train.distributed import run_launched
+    argv, skip = [], 0
+    for a in map(str, args.argv):
+        if skip: skip -= 1; continue
+        if a in ('--processes', '--launcher'): skip = 1; continue
+        if a.startswith(('--processes=', '--launcher=')): continue
+        argv.append(a)
+    gpu = torch.cuda.is_available()
+    threads = None if gpu else max(1, (os.cpu_count() or 1)//args.processes)
+    return run_launched(['-m', 'fundus_bench.cli', *argv], args.processes, threads, args.launcher, gpu).returncode
 
 def _run(name, args):
     from papermill.exceptions import PapermillExecutionError
+    if args.processes < 1: raise FundusBenchError(f"--processes must be at least 1, got {args.processes}")
+    if args.processes > 1 and not os.environ.get('WORLD_SIZE'): return _launch(args)
+    if int(os.environ.get('RANK') or 0):   # a launched process other than rank 0: the same training, nothing written or printed
+        try:
+            if getattr(args, 'resume', None): resume_run(args.resume, name=name, log_output=False)
+            else: run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=False)
+        except PapermillExecutionError: return 1   # rank 0 says what went wrong
+        return 0
     try:
         if getattr(args, 'resume', None):
             if args.param: raise FundusBenchError("--resume takes the run's own parameters (params.json); drop the -p options")
@@ -540,6 +564,7 @@ def main(argv=None)->int:
     for o in (sys.stdout, sys.stderr):   # file names that are not UTF-8 are printed escaped, on any terminal
         if hasattr(o, 'reconfigure'): o.reconfigure(errors='backslashreplace')
     args = parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # what `--processes` re-runs in each process
     if args.cmd in ('quickstart', 'run', 'run-all', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
     try:
         if args.cmd == 'quickstart': return _run('quickstart', args)
@@ -558,3 +583,6 @@ def main(argv=None)->int:
         print(f'fundus-bench: error: {e}', file=sys.stderr); return 2
     except KeyboardInterrupt:
         print('fundus-bench: interrupted', file=sys.stderr); return 130
+
+if __name__ == '__main__' and Path(sys.argv[0]).name == 'cli.py': sys.exit(main())   # `accelerate launch -m fundus_bench.cli ...`, `torchrun -m ...`
+

@@ -18,3 +18,20 @@ def test_old_names_still_import_with_a_warning():
         from fundus_bench.bench import ShardDL
     from fastai.distributed import DistributedDL
     assert ShardDL is DistributedDL
+
+def test_quickstart_in_two_processes_writes_one_run(tmp_path):
+    "`--processes 2`: the experiment notebook trains data-parallel; rank 0 alone writes the run folder, the other rank a throwaway one."
+    import subprocess, sys, json, os
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    r = subprocess.run([sys.executable, '-m', 'fundus_bench.cli', 'quickstart', '-p', 'epochs', '2', '-p', 'n_train', '8', '-p', 'size', '32',
+                        '-p', 'depth', '2', '-p', 'width', '4', '--runs-dir', str(tmp_path), '--quiet', '--processes', '2'],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list((tmp_path/'quickstart').iterdir())
+    assert len(runs) == 1, runs
+    rd = runs[0]
+    assert json.loads((rd/'run.json').read_text())['status'] == 'done'
+    assert {'model.pth', 'model.json', 'metrics.json', 'checkpoint.pth'} <= {f.name for f in rd.iterdir()}
+    ck = torch.load(rd/'checkpoint.pth', weights_only=True)
+    assert ck['epoch'] == 2 and not any(k.startswith('module.') for k in ck['model'])   # the plain model's keys, resumable in one process
+    assert r.stdout.count('run folder') == 1

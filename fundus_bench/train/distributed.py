@@ -6,6 +6,7 @@
 from __future__ import annotations
 import contextlib, os, socket, subprocess, sys
 import torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from fastcore.basics import patch
 from fastai.learner import defaults
 from fastai.torch_core import rank_distrib, num_distrib
@@ -14,8 +15,8 @@ from accelerate import Accelerator
 from ..core import *
 
 # %% auto #0
-__all__ = ['launched', 'is_rank0', 'AutoDistributed', 'auto_distribute', 'distrib_ctx', 'rank0_diff', 'free_port', 'launch_cmd',
-           'run_launched']
+__all__ = ['launched', 'is_rank0', 'AutoDistributed', 'auto_distribute', 'distrib_ctx', 'rank0_diff', 'unwrap', 'free_port',
+           'launch_cmd', 'run_launched']
 
 # %% ../../nbs/31_train.distributed.ipynb #c005
 @patch
@@ -76,6 +77,10 @@ def rank0_diff(model)->float:
     flat = torch.cat([p.detach().flatten() for p in model.parameters()]); ref = flat.clone()
     dist.broadcast(ref, 0)
     return float((flat - ref).abs().max())
+
+def unwrap(model):
+    "The model inside a `DistributedDataParallel` wrapper (as a data-parallel fit holds it), else `model` itself."
+    return model.module if isinstance(model, DistributedDataParallel) else model
 
 # %% ../../nbs/31_train.distributed.ipynb #c015
 def free_port()->int:
