@@ -35,3 +35,20 @@ def test_quickstart_in_two_processes_writes_one_run(tmp_path):
     ck = torch.load(rd/'checkpoint.pth', weights_only=True)
     assert ck['epoch'] == 2 and not any(k.startswith('module.') for k in ck['model'])   # the plain model's keys, resumable in one process
     assert r.stdout.count('run folder') == 1
+
+def test_adversarial_schedule_in_two_processes(tmp_path):
+    "Seed 001's schedule (stage 1, discriminator warm-up, stage 2) data-parallel: both ranks take the same steps in the same order and end with the same segmenter and discriminator."
+    import json, os
+    from pathlib import Path
+    from fundus_bench.train.distributed import run_launched
+    r = run_launched([str(Path(__file__).with_name('ddp_adapt_worker.py')), str(tmp_path)], 2, threads=1, gpu=False,
+                     capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    l0, l1 = (json.loads((tmp_path/f'rank{k}.json').read_text()) for k in (0, 1))
+    assert l0['stages'] == l1['stages'] == [1, 'd-warmup', 2]
+    assert l0['steps'] == l1['steps'] and len(l0['steps']) == 3*8//2//2     # each rank: half of each epoch's 4 batches of 2
+    assert [s[0] for s in l0['steps']] == ['seg']*2 + ['warmup']*2 + ['adapt']*2
+    w0, w1 = (torch.load(tmp_path/f'rank{k}.pth', weights_only=True) for k in (0, 1))
+    for part in ('seg', 'disc'):
+        ps = [k for k in w0[part] if 'running' not in k and 'num_batches' not in k]
+        assert ps and all(torch.equal(w0[part][k], w1[part][k]) for k in ps), part
