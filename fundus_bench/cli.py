@@ -469,6 +469,34 @@ def _add_report(sub):
     a.add_argument('--threads', type=int, help='torch CPU threads per experiment (default: the cores shared out among --jobs)')
     a.add_argument('--only', nargs='+', metavar='NAME', help='run these experiments only')
     a.add_argument('--out', default='report.html', help='HTML report written at the end (default ./report.html)')
+    _ray_opts(a)
+    w = sub.add_parser('sweep', help='run an experiment once per point of a parameter grid, here or on a Ray cluster')
+    w.add_argument('name')
+    w.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUES'), default=[],
+                   help='a sweep axis: values separated by commas, read as YAML (repeatable; one value: fixed for every run)')
+    w.add_argument('--grid', metavar='YAML', help='sweep axes from a YAML file mapping parameters to lists of values')
+    w.add_argument('--runs-dir', default='runs', help='run registry root (default: ./runs)')
+    _ray_opts(w)
+
+def _ray_opts(p):
+    p.add_argument('--ray', metavar='ADDRESS', help="run each experiment as a task on a Ray cluster: 'auto' (the cluster this machine joined), HOST:PORT, ray://HOST:10001, or 'local' (this machine's cores)")
+    p.add_argument('--cpus-per-run', type=_number(float, 0.01), default=1, help='CPUs each run asks the Ray cluster for (default 1)')
+    p.add_argument('--gpus-per-run', type=_number(float, 0), default=0, help='GPUs each run asks the Ray cluster for (default 0)')
+
+def _sweep(args):
+    from fundus_bench.cluster import parse_grid, grid_points, run_many
+    from fundus_bench.experiments import find_experiment
+    find_experiment(args.name)                                   # an unknown name is said before anything starts
+    pts = grid_points(parse_grid(args.param, args.grid))
+    if not pts or pts == [{}]: raise FundusBenchError("sweep needs its axes: -p KEY V1,V2,... (repeatable) or --grid FILE")
+    print(f"{len(pts)} runs of {args.name}" + (f" on Ray ({args.ray}), {args.cpus_per_run:g} CPU and {args.gpus_per_run:g} GPU each" if args.ray else " here, one after another"))
+    res = []
+    for r in run_many([(args.name, p) for p in pts], args.runs_dir, args.ray, args.cpus_per_run, args.gpus_per_run):
+        res.append(r); m = read_json(Path(r['run_dir'])/'metrics.json', {}) if r['run_dir'] else {}
+        ms = ' '.join(f'{k}={m[k]:.4g}' for k in ('dice_disc', 'dice_cup', 'vcdr_mae', 'auroc', 'aupr') if isinstance(m.get(k), (int, float)))
+        print(f"[{len(res)}/{len(pts)}] {r['status']:<7} {json.dumps(r['params'], default=str)} {ms}  {r['run_dir'] or ''}"
+              + (f"\n    {r['error'].strip().splitlines()[-1][:300]}" if r.get('error') else ''))
+    return 0 if all(r['status'] == 'done' for r in res) else 1
 
 def _report(args):
     from fundus_bench.report import write_report
@@ -477,7 +505,8 @@ def _report(args):
 
 def _run_all(args):
     from fundus_bench.batch import run_all
-    r = run_all(args.profile, parse_params(args.param), runs_dir=args.runs_dir, jobs=args.jobs, names=args.only, report=args.out, threads=args.threads)
+    r = run_all(args.profile, parse_params(args.param), runs_dir=args.runs_dir, jobs=args.jobs, names=args.only, report=args.out, threads=args.threads,
+                ray=args.ray, cpus=args.cpus_per_run, gpus=args.gpus_per_run)
     return 0 if all(o['status'] == 'done' for o in r['runs']) else 1
 
 # %% ../nbs/70_cli.ipynb #c024
@@ -565,7 +594,7 @@ def main(argv=None)->int:
         if hasattr(o, 'reconfigure'): o.reconfigure(errors='backslashreplace')
     args = parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)   # what `--processes` re-runs in each process
-    if args.cmd in ('quickstart', 'run', 'run-all', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
+    if args.cmd in ('quickstart', 'run', 'run-all', 'sweep', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
     try:
         if args.cmd == 'quickstart': return _run('quickstart', args)
         if args.cmd == 'run': return _run(args.name, args)
@@ -579,6 +608,7 @@ def main(argv=None)->int:
             return run_bench(args)
         if args.cmd == 'report': return _report(args)
         if args.cmd == 'run-all': return _run_all(args)
+        if args.cmd == 'sweep': return _sweep(args)
     except FundusBenchError as e:
         print(f'fundus-bench: error: {e}', file=sys.stderr); return 2
     except KeyboardInterrupt:
