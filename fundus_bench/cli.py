@@ -14,7 +14,7 @@ from .experiments import run_experiment, list_experiments, list_runs, parse_para
 __all__ = ['CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS', 'format_metrics', 'list_inputs',
            'out_names', 'image_note', 'write_prediction', 'file_hash', 'check_settings', 'csv_bytes', 'write_csv',
            'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'model_task', 'task_evaluator',
-           'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
+           'model_settings', 'parse_shard', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -98,10 +98,14 @@ def _record(out:Path, name:str, f:Path, sid:str=''):
         return r if ok and (out/'masks'/f'{name}.png').is_file() and (out/'overlays'/f'{name}.png').is_file() else None
     except (OSError, ValueError): return None
 
-def _clean_tmp(out:Path):
-    "Remove temporary files left by a killed run."
+def _clean_tmp(out:Path, older:float=0.):
+    "Remove temporary files left by a killed run (only those untouched for `older` seconds: other shards may be writing theirs)."
     for sub in ('masks', 'overlays', 'records', '.'):
-        for t in (out/sub).glob('.*.tmp'): t.unlink(missing_ok=True)
+        for t in (out/sub).glob('.*.tmp'):
+            try:
+                if older and time.time() - t.stat().st_mtime < older: continue
+            except OSError: continue
+            t.unlink(missing_ok=True)
 
 def _box(m:np.ndarray)->list:
     ys, xs = np.nonzero(m)
@@ -165,23 +169,25 @@ def predict_files(files:list,          # image files
                   every:float=5.,      # seconds between progress lines
                   log=print,           # where progress and the summary go
                   settings:dict|None=None, # more of what the results depend on (e.g. the models' files), beside `kwargs`
+                  only=None,           # indices into `files` this call predicts (a shard; None: all); the CSV lists every image done
                   **kwargs)->dict:     # to `infer.predict_many`: seg_size, loc_size, crop, thr, tta, device...
     "Predict every file in batches, writing outputs atomically; skip what is done; returns a summary with the CSV rows."
     from fundus_bench.infer import predict_many
-    out = Path(out); out.mkdir(parents=True, exist_ok=True); _clean_tmp(out)
-    files = [Path(f) for f in files]; names = out_names(files)
+    out = Path(out); out.mkdir(parents=True, exist_ok=True); _clean_tmp(out, 0. if only is None else 3600.)
+    files = [Path(f) for f in files]; names = out_names(files)   # over every file, so that shards name alike
+    mine = set(range(len(files))) if only is None else set(only)
     st = {k: v for k, v in kwargs.items() if k not in ('device', 'bs')} | (settings or {})
     if not (out/'settings.json').exists() and any((out/'records').glob('*.json')) and not redo:
         raise FundusBenchError(f"{out}: holds predictions made with unknown settings; use a new --out, or --redo to predict every image again")
     st = check_settings(out, st, 'use a new --out, or --redo to predict every image again with these settings', replace=redo)
     sid = hashlib.sha256(json.dumps(st, sort_keys=True).encode()).hexdigest()[:16]
-    rows, todo = {}, []
-    for f, n in zip(files, names):
-        r = None if redo else _record(out, n, f, sid)
-        if r: rows[n] = r
-        else: todo.append((f, n))
-    n_earlier, n_ok, bad, t0, last = len(rows), 0, [], time.time(), 0.
-    log(f'{len(files)} images: {n_earlier} done earlier, {len(todo)} to predict -> {out}')
+    rows, todo, n_earlier = {}, [], 0
+    for i, (f, n) in enumerate(zip(files, names)):
+        r = None if redo and i in mine else _record(out, n, f, sid)
+        if r: rows[n] = r; n_earlier += i in mine
+        elif i in mine: todo.append((f, n))
+    n_ok, bad, t0, last = 0, [], time.time(), 0.
+    log(f'{len(mine)}{f" of {len(files)}" if only is not None else ""} images: {n_earlier} done earlier, {len(todo)} to predict -> {out}')
     def _fail(f, n, e, status='unreadable'):
         rows[n] = dict(name=n, file=str(f), status=status, error=str(e)); bad.append(rows[n])
     for i in range(0, len(todo), bs):
@@ -204,9 +210,11 @@ def predict_files(files:list,          # image files
             last = time.time()
             log(f'[{done}/{len(todo)}] {done/max(dt, 1e-9):.1f} images/s, {len(bad)} unreadable, {dt:.0f} s')
             write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows])
+    if only is not None:   # what other shards finished meanwhile joins the one CSV
+        rows |= {n: r for i, (f, n) in enumerate(zip(files, names)) if i not in mine and n not in rows and (r := _record(out, n, f, sid))}
     write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows])
     warn = [rows[n] for n in names if n in rows and rows[n].get('status') == 'warning']
-    summ = dict(n=len(files), predicted=n_ok, done_earlier=n_earlier, unreadable=len(bad), warnings=len(warn), seconds=round(time.time() - t0, 2),
+    summ = dict(n=len(mine), predicted=n_ok, done_earlier=n_earlier, unreadable=len(bad), warnings=len(warn), seconds=round(time.time() - t0, 2),
                 csv=str(out/'vcdr.csv'), rows=[rows[n] for n in names if n in rows])
     log(f"predicted {n_ok}, done earlier {n_earlier}, unreadable {len(bad)}, with warnings {len(warn)} of {len(files)} images; vCDR table {out/'vcdr.csv'}")
     for b in bad: log(f"  {b['status']}: {b['error']}")
@@ -297,6 +305,8 @@ def _add_predict(sub):
     p.add_argument('--out', default='predictions', help='output folder (default ./predictions)')
     p.add_argument('--overlay-size', type=_number(int, 16), default=1024, help='longer side of the overlays at most (default 1024)')
     p.add_argument('--redo', action='store_true', help='predict again images already done')
+    p.add_argument('--shard', type=parse_shard, metavar='I/N', help='predict the I-th of N shares of the images (0 <= I < N: a SLURM array task, a Kubernetes job...); every shard writes into the same --out and its one CSV')
+    _ray_opts(p)
 
 def _add_evaluate(sub):
     p = sub.add_parser('evaluate', help='score a model on a catalog split: Dice, IoU, vCDR MAE, RRP...'); _model_opts(p)
@@ -375,13 +385,45 @@ def _check_device(args):
     try: default_device(args.device)
     except (ValueError, RuntimeError) as e: raise FundusBenchError(f'{e} (--device)') from None
 
+def parse_shard(v:str)->tuple:
+    "`'I/N'` -> `(I, N)`, with 0 <= I < N."
+    i, _, n = str(v).partition('/')
+    try: i, n = int(i), int(n)
+    except ValueError: i = n = -1
+    if not (n >= 1 and 0 <= i < n): raise argparse.ArgumentTypeError(f"expects I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {v!r}")
+    return i, n
+
+class _RayPredictor:
+    "A Ray Data worker: the models loaded once, then `predict_files` on each batch of indices."
+    def __init__(self, args, files): self.args,self.files = args,files; self.seg,self.loc,self.kw = _load_models(args)
+    def __call__(self, batch:dict)->dict:
+        a = self.args
+        s = predict_files(self.files, self.seg, a.out, self.loc, bs=a.bs, redo=a.redo, overlay_size=a.overlay_size, log=lambda *x: None,
+                          settings=model_settings(a), only=[int(i) for i in batch['i']], **self.kw)
+        return {'i': batch['i'], 'predicted': [s['predicted']]*len(batch['i'])}
+
+def _predict_on_ray(args, files:list):
+    "Share `files` out to Ray Data workers (`map_batches`, models loaded once per worker); the predictions land in `args.out`."
+    from fundus_bench.cluster import ray_connect
+    rm = ray_connect(args.ray)
+    todo = list(range(len(files))) if args.shard is None else list(range(args.shard[0], len(files), args.shard[1]))
+    workers = max(1, int(rm.cluster_resources().get('GPU' if args.gpus_per_run else 'CPU', 1)//(args.gpus_per_run or args.cpus_per_run)))
+    print(f'{len(todo)} images to {workers} Ray workers ({args.ray})', file=sys.stderr, flush=True)
+    ds = rm.data.from_items([{'i': i} for i in todo])
+    ds.map_batches(_RayPredictor, fn_constructor_kwargs=dict(args=args, files=files), batch_size=max(args.bs, 8), concurrency=workers,
+                   num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run).materialize()
+
 def _predict(args):
     _check_out(args.out, args.inputs); _check_device(args)
-    seg, loc, kw = _load_models(args)
     files = list_inputs(args.inputs, exclude=args.out)
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
-    s = predict_files(files, seg, args.out, loc, bs=args.bs, redo=args.redo, overlay_size=args.overlay_size,
-                      log=lambda *a: print(*a, file=sys.stderr, flush=True), settings=model_settings(args), **kw)
+    if args.ray:
+        _load_models(args)   # a bad model is said here, before any worker starts
+        _predict_on_ray(args, files)
+    seg, loc, kw = _load_models(args)
+    only = None if args.shard is None else range(args.shard[0], len(files), args.shard[1])
+    s = predict_files(files, seg, args.out, loc, bs=args.bs, redo=args.redo and not args.ray, overlay_size=args.overlay_size,
+                      log=lambda *a: print(*a, file=sys.stderr, flush=True), settings=model_settings(args), only=only, **kw)
     print(f"{s['predicted'] + s['done_earlier']} of {s['n']} images predicted, {s['unreadable']} unreadable: {s['csv']}")
     return 0 if s['predicted'] + s['done_earlier'] or not s['n'] else 1
 
