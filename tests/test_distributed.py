@@ -1,5 +1,6 @@
 "Data-parallel training: two CPU processes (gloo, through fastai's Accelerate path) train a small U-Net with the experiments' own `fit_seg` and end with identical weights."
-import warnings, torch, pytest
+import os, warnings, torch, pytest
+from pathlib import Path
 from fundus_bench.bench.scaling import launched_training
 
 def test_two_processes_end_with_identical_weights(tmp_path):
@@ -52,3 +53,25 @@ def test_adversarial_schedule_in_two_processes(tmp_path):
     for part in ('seg', 'disc'):
         ps = [k for k in w0[part] if 'running' not in k and 'num_batches' not in k]
         assert ps and all(torch.equal(w0[part][k], w1[part][k]) for k in ps), part
+
+
+def _same_weights(tmp_path, key=None):
+    w0, w1 = (torch.load(tmp_path/f'rank{k}.pth', weights_only=True) for k in (0, 1))
+    if key: w0, w1 = w0[key], w1[key]
+    ps = [k for k in w0 if 'running' not in k and 'num_batches' not in k]
+    return bool(ps) and all(torch.equal(w0[k], w1[k]) for k in ps)
+
+@pytest.mark.skipif(os.environ.get('FUNDUS_BENCH_SLOW') != '1', reason='slow (about 50 s on 2 cores); FUNDUS_BENCH_SLOW=1 runs it')
+def test_rfnet_in_two_processes(tmp_path):
+    "The RF-Net detector (region proposals, box and mask heads) trains data-parallel to the same weights on both ranks."
+    from fundus_bench.train.distributed import run_launched
+    r = run_launched([str(Path(__file__).with_name('ddp_rfnet_worker.py')), str(tmp_path)], 2, threads=1, gpu=False,
+                     capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert _same_weights(tmp_path)
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason='needs 2 GPUs (cuda)')
+def test_two_gpus_end_with_identical_weights(tmp_path):
+    "On a machine with 2 GPUs: one process per GPU (accelerate launch, NCCL, SyncBatchNorm) ends with the same weights."
+    r0, r1 = launched_training(2, tmp_path, gpu=True, n=16, size=64, bs=4, epochs=2)
+    assert r0['batches'] == r1['batches'] == 2*16//4//2 and _same_weights(tmp_path)
