@@ -120,7 +120,7 @@ class CheckpointCallback(Callback):
         self._trained,self._nval = False,0
         ck = self.resume_from
         if ck is not None and self.epoch == ck['epoch']:
-            for dl in self.dls.loaders:   # fastai's lazy first-batch type probe draws one augmented item: do it before restoring
+            for dl in _loaders(self.learn):   # fastai's lazy first-batch type probe draws one augmented item: do it before restoring
                 if hasattr(dl, '_one_pass') and not getattr(dl, '_types', None): dl._one_pass()
             set_rng_state(ck['rng'], self.learn)
             sl = self.recorder.smooth_loss; sl.count, sl.val = ck['smooth_loss']['count'], ck['smooth_loss']['val'].clone()
