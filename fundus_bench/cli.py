@@ -564,7 +564,8 @@ def _add_params(p):
 def _launch(args)->int:
     "Re-run this command in `args.processes` launched processes (rank 0 writes the run folder); their exit status."
     import torch
-    from fundus_bench.train.distributed import run_launched
+    import re, subprocess
+    from fundus_bench.train.distributed import launch_cmd
     argv, skip = [], 0
     for a in map(str, args.argv):
         if skip: skip -= 1; continue
@@ -573,7 +574,18 @@ def _launch(args)->int:
         argv.append(a)
     gpu = torch.cuda.is_available()
     threads = None if gpu else max(1, (os.cpu_count() or 1)//args.processes)
-    return run_launched(['-m', 'fundus_bench.cli', *argv], args.processes, threads, args.launcher, gpu).returncode
+    env = dict(os.environ, **({'OMP_NUM_THREADS': str(threads)} if threads else {}))
+    p = subprocess.Popen(launch_cmd(['-m', 'fundus_bench.cli', *argv], args.processes, args.launcher, gpu), env=env,
+                         stderr=subprocess.PIPE, text=True, errors='backslashreplace', bufsize=1)
+    try:
+        launcher = False
+        for line in p.stderr:   # the ranks' messages pass; the launcher's own log lines and its traceback of a failed rank do not
+            if re.match(r'[WEI]\d{4} \d\d:\d\d:\d\d', line): launcher = True; continue
+            if launcher and line.startswith('Traceback'): break   # rank 0 has said what went wrong
+            sys.stderr.write(line)
+        for _ in p.stderr: pass
+    finally: rc = p.wait()
+    return rc
 
 def _run(name, args):
     from papermill.exceptions import PapermillExecutionError
