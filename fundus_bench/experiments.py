@@ -10,8 +10,9 @@ import yaml
 from .core import *
 
 # %% auto #0
-__all__ = ['experiments_dir', 'list_experiments', 'find_experiment', 'parse_value', 'parse_params', 'git_commit', 'new_run_dir',
-           'update_run', 'save_metrics', 'pid_alive', 'run_status', 'list_runs', 'run_experiment', 'resume_run']
+__all__ = ['PARAM_RANGES', 'experiments_dir', 'list_experiments', 'find_experiment', 'parse_value', 'parse_params',
+           'declared_params', 'in_interval', 'check_params', 'git_commit', 'new_run_dir', 'update_run', 'save_metrics',
+           'pid_alive', 'run_status', 'list_runs', 'run_experiment', 'resume_run']
 
 # %% ../nbs/50_experiments.ipynb #c005
 def experiments_dir()->Path:
@@ -53,6 +54,90 @@ def parse_value(v:str):
 def parse_params(pairs)->dict:
     "A dict from `[(key, value), ...]` with YAML-typed values."
     return {k: parse_value(v) for k, v in (pairs or [])}
+
+# %% ../nbs/50_experiments.ipynb #c009b
+import ast, io, math, tokenize, difflib
+
+PARAM_RANGES = [   # (parameter names, a regular expression; the interval their numbers must lie in); the first match applies
+    (r'k', '[2, inf)'),                                                                                 # folds
+    (r'(.+_)?(epochs|steps|iters|bs|size|patch|patches)|max[12]|stride|rpn_train|speed_n|threads|lam_S|scale'
+     r'|n_(train|valid)|max_(source|target)|valid_max|mask_pos_max', '[1, inf)'),                       # counts and sizes
+    (r'seed|num_workers|n_synthetic|n_show|(d_)?warmup|k_min|retrain_epochs|adapt_epochs', '[0, inf)'),
+    (r'(.+_)?pct|drops|disc_diameter_frac|crop_frac', '(0, 1)'),                                        # shares
+    (r'thr|p_pos', '[0, 1]'),
+    (r'overlap|mom', '[0, 1)'),
+    (r'(.+_)?lr|lr_d|lr2_mult|(.+_)?(width|depth)|ir|width_mult|(fpn|box|mask|d)_(ch|width)|pos_weight|lam0|lam_step|lam_min', '(0, inf)'),
+    (r'lambda_adv|mask_margin', '[0, inf)')]
+_WHOLE = r'k|(.+_)?(epochs|steps|iters|bs|size|patch|patches)|max[12]|stride|rpn_train|speed_n|threads|lam_S|scale|n_\w+|max_(source|target)|valid_max|mask_pos_max|seed|num_workers|(d_)?warmup|k_min'
+
+def declared_params(nb)->dict:
+    "`{name: (default, comment)}` of the `parameters` cell of notebook `nb` (a default that is not a literal is `...`)."
+    import nbformat
+    cells = nbformat.read(str(nb), as_version=4).cells
+    src = next((c.source for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
+    if src is None: return {}
+    notes = {}
+    try:
+        for t in tokenize.generate_tokens(io.StringIO(src).readline):
+            if t.type == tokenize.COMMENT: notes[t.start[0]] = t.string.lstrip('# ')
+    except (tokenize.TokenError, SyntaxError): pass
+    out = {}
+    for n in ast.parse(src).body:
+        if isinstance(n, ast.Assign) and len(n.targets) == 1 and isinstance(n.targets[0], ast.Name):
+            try: v = ast.literal_eval(n.value)
+            except ValueError: v = ...
+            out[n.targets[0].id] = (v, notes.get(n.lineno, ''))
+    return out
+
+def _range(k:str)->str|None:
+    "The interval of `PARAM_RANGES` parameter `k` falls in, e.g. '(0, 1]'."
+    import re
+    return next((iv for pat, iv in PARAM_RANGES if re.fullmatch(pat, k)), None)
+
+def in_interval(v, iv:str)->bool:
+    "Whether number `v` lies in interval `iv`, written '[lo, hi)', '(0, inf)'..."
+    lo, hi = (float(o) for o in iv[1:-1].split(','))
+    return (v > lo if iv[0] == '(' else v >= lo) and (v < hi if iv[-1] == ')' else v <= hi)
+
+def _check_param(k:str, v, default, note:str):
+    "`(value, problem)`: `v` as parameter `k` takes it, or why it cannot."
+    import re
+    if v is None: return (None, '') if default is None or default is ... or 'None' in note else (None, f"{k}: None is not allowed (default {default!r})")
+    whole = isinstance(default, int) and not isinstance(default, bool) or (default is None and re.fullmatch(_WHOLE, k))
+    if isinstance(default, bool):
+        if not isinstance(v, bool): return v, f"{k}: expected true or false, got {v!r}"
+    elif whole:
+        if isinstance(v, float) and math.isfinite(v) and v == int(v): v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int): return v, f"{k}: expected a whole number, got {v!r}"
+    elif isinstance(default, float) or (default is None and _range(k)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)): return v, f"{k}: expected a number, got {v!r}"
+        if not math.isfinite(v): return v, f"{k}: expected a finite number, got {v!r}"
+    elif isinstance(default, str):
+        if isinstance(v, (int, float)) and not isinstance(v, bool): v = str(v)
+        if not isinstance(v, str): return v, f"{k}: expected text, got {v!r}"
+    elif isinstance(default, (list, dict)) and not isinstance(v, (list, dict)):
+        return v, f"{k}: expected a {type(default).__name__}, got {v!r}"
+    r = _range(k) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if r and not in_interval(v, r): return v, f"{k}: {v!r} out of range (must lie in {r})"
+    return v, ''
+
+def check_params(nb,                     # experiment notebook
+                 params:dict,            # parameters to pass to it
+                 unknown:str='error'     # 'error': an undeclared name is an error; 'drop': leave it out
+                )->tuple:
+    "`(params, dropped)`: `params` checked against `nb`'s parameters cell; `FundusBenchError` naming every bad one."
+    decl = declared_params(nb); out, dropped, probs = {}, [], []
+    if not decl: return dict(params), []
+    for k, v in params.items():
+        if k not in decl:
+            if unknown == 'drop': dropped.append(k); continue
+            near = difflib.get_close_matches(k, list(decl), n=1, cutoff=0.6)
+            probs.append(f"{k}: unknown parameter{f'; did you mean {near[0]}?' if near else ''}")
+            continue
+        out[k], why = _check_param(k, v, *decl[k])
+        if why: probs.append(why)
+    if probs: raise FundusBenchError(f"{Path(nb).stem}: {'; '.join(probs)} (parameters: {', '.join(decl)})")
+    return out, dropped
 
 # %% ../nbs/50_experiments.ipynb #c011
 def git_commit(folder=None)->str|None:
@@ -135,6 +220,7 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
     if log_output: _echo_papermill()
     nb = find_experiment(name)
     exp = next((k for k, v in list_experiments(nb.parent).items() if v == nb), nb.stem)
+    params, _ = check_params(nb, {k: v for k, v in (params or {}).items() if k != 'out_dir'})   # before any folder or kernel
     run_dir = Path(run_dir) if run_dir else new_run_dir(exp, runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     params = dict(params or {}) | {'out_dir': str(run_dir.resolve())}
@@ -150,6 +236,7 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
         if old is not None: signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
         _stop_children(exclude=kids)   # the notebook's kernel: never leave it running
         update_run(run_dir, status='interrupted', ended=_now(), seconds=round(time.time() - t0, 1), error=f'interrupted ({e or "SIGINT"})')
+        e.run_dir = run_dir   # what `--resume` continues
         raise
     except Exception as e:
         update_run(run_dir, status='failed', ended=_now(), seconds=round(time.time() - t0, 1), error=f'{type(e).__name__}: {str(e)[-2000:]}')

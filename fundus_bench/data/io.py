@@ -228,7 +228,7 @@ def check_cup_in_disc(msk:np.ndarray,    # (2, H, W) bool: disc, cup
 def discup_problems(msk:np.ndarray,        # (2, H, W) bool: disc, cup (cup inside the disc)
                     max_share:float=0.75,  # largest share of the image a disc may cover
                     frag_tol:float=0.02,   # share of the disc (cup) allowed outside its largest piece, or in holes
-                    max_cup:float=0.95     # largest share of the disc its cup may cover
+                    max_cup:float=0.98     # largest share of the disc its cup may cover (less than 2% of rim: none)
                    )->list:
     "`(plane, problem)` pairs, plane 'disc' or 'cup', for what makes `msk` implausible as ground truth; [] when nothing."
     d,c = msk; n = np.count_nonzero(d); out = []
