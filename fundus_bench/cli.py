@@ -313,10 +313,12 @@ TASK_EVALUATORS = {   # model.json `task` -> 'module:function' scoring such a mo
     'fovea': 'train.fovea:evaluate_points'}
 
 def model_task(path)->str:
-    "The task a saved model serves: `model.json`'s `task` (`discup` when absent; `lesions` for older Red-Seg run folders)."
+    "The task a saved model serves: `model.json`'s `task` (else `locator` for a one-plane disc locator, `discup`; `lesions` for older Red-Seg run folders)."
     d = Path(path) if Path(path).is_dir() else Path(path).parent
     spec = read_json(d/'model.json', None)
-    if isinstance(spec, dict): return str(spec.get('task') or 'discup')
+    if isinstance(spec, dict):
+        if spec.get('task'): return str(spec['task'])
+        return 'locator' if spec.get('role') == 'locator' or list(spec.get('channels') or []) == ['disc'] else 'discup'   # disc_locator runs
     m = read_json(d/'metrics.json', None)
     return 'lesions' if isinstance(m, dict) and 'ma_blocks' in m else 'discup'
 
@@ -333,7 +335,10 @@ def _load_models(args)->tuple:
     import torch
     if args.threads: torch.set_num_threads(args.threads)
     task = model_task(args.model)
+    if task == 'locator': raise FundusBenchError(f"{args.model}: a disc locator (task locator in its model.json), not a [disc, cup] model; give it as --locator, with a disc/cup model as --model")
     if task != 'discup': raise FundusBenchError(f"{args.model}: a {task} model; `predict` handles disc/cup models (use `fundus-bench evaluate` to score it)")
+    if args.locator and (lt := model_task(args.locator)) != 'locator':
+        raise FundusBenchError(f"{args.locator}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
     seg, spec = load_predictor(args.model, args.device)
     if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
         raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
@@ -364,8 +369,7 @@ def model_settings(args)->dict:
 
 def _check_out(out, inputs):
     "`FundusBenchError` if `out` cannot be the output folder of `inputs`."
-    out = Path(out)
-    if out.exists() and not out.is_dir(): raise FundusBenchError(f"{out}: exists and is not a folder (--out)")
+    out = writable_dir(out, '--out', 'give another --out')   # before any model is loaded
     for i in map(Path, inputs):
         if i.is_dir() and (i.resolve() == out.resolve() or out.resolve() in i.resolve().parents):
             raise FundusBenchError(f"{i}: {'is' if i.resolve() == out.resolve() else 'inside'} the output folder (--out {out}), whose files are never inputs; give another --out")
@@ -446,7 +450,7 @@ def eval_dir(args, ds, st:dict)->Path:
 
 def _write_evaluation(args, ds, m:dict, rows:list, st:dict)->int:
     out = eval_dir(args, ds, st)
-    if out.is_file(): raise FundusBenchError(f"{out}: a file, not a folder (--out)")
+    writable_dir(out, '--out' if args.out else '', 'give another --out' if args.out else "the model's folder is not writable (a shared model?): give --out FOLDER")
     js, cs = json.dumps(m, indent=2, default=_json_default).encode(), csv_bytes(rows, list(dict.fromkeys(k for r in rows for k in r)))
     check_settings(out, st, 'give another --out')
     atomic_write_bytes(out/'per_image.csv', cs); atomic_write_bytes(out/'metrics.json', js)   # both made before either is written
@@ -516,6 +520,9 @@ def _experiments(args):
     return 0
 
 def _runs(args):
+    rd = Path(args.runs_dir)
+    if rd.exists() and not rd.is_dir(): raise FundusBenchError(f"{rd}: not a folder (--runs-dir)")
+    if not rd.is_dir(): print(f"no runs: {rd} does not exist (--runs-dir)", file=sys.stderr); return 0
     for r in list_runs(args.runs_dir, args.name):
         print(f"{r.get('experiment', '?'):<20} {r.get('status', '?'):<12} {r.get('seconds', ''):>8}  {r['run_dir']}")
     return 0
@@ -556,5 +563,10 @@ def main(argv=None)->int:
         if args.cmd == 'run-all': return _run_all(args)
     except FundusBenchError as e:
         print(f'fundus-bench: error: {e}', file=sys.stderr); return 2
-    except KeyboardInterrupt:
-        print('fundus-bench: interrupted', file=sys.stderr); return 130
+    except OSError as e:      # the user's or the machine's: a path below a file, no permission, a full disk
+        print(f'fundus-bench: error: {os_error(e)}', file=sys.stderr); return 2
+    except KeyboardInterrupt as e:
+        rd = getattr(e, 'run_dir', None)
+        name = getattr(args, 'name', None) or args.cmd
+        print(f'fundus-bench: interrupted' + (f'; the run is kept in {rd}: continue it with  fundus-bench run {name} --resume {rd}' if rd else ''),
+              file=sys.stderr); return 130

@@ -136,7 +136,8 @@ def check_params(nb,                     # experiment notebook
             continue
         out[k], why = _check_param(k, v, *decl[k])
         if why: probs.append(why)
-    if probs: raise FundusBenchError(f"{Path(nb).stem}: {'; '.join(probs)} (parameters: {', '.join(decl)})")
+    head, _, tail = Path(nb).stem.partition('_')
+    if probs: raise FundusBenchError(f"{tail if head.isdigit() and tail else Path(nb).stem}: {'; '.join(probs)} (parameters: {', '.join(decl)})")
     return out, dropped
 
 # %% ../nbs/50_experiments.ipynb #c011
@@ -152,7 +153,7 @@ def git_commit(folder=None)->str|None:
 
 def new_run_dir(name:str, runs_dir='runs')->Path:
     "A fresh `runs_dir/name/<timestamp>` folder (never reuses one)."
-    base = Path(runs_dir)/name
+    base = writable_dir(Path(runs_dir), '--runs-dir')/name   # a file or a read-only folder said in one line
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     for i in range(1000):
         p = base/(stamp if i == 0 else f'{stamp}-{i}')
