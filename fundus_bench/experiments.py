@@ -204,7 +204,7 @@ class _Interrupted(KeyboardInterrupt): pass
 def _interrupt_handler(kids=()):
     "SIGTERM handler: stop the notebook's kernel (children not in `kids`) first, then raise `_Interrupted`."
     def _handler(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
+        for s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
         _stop_children(exclude=kids, wait=2.)          # a kernel torn down by the client mid-reply prints a socket traceback
         raise _Interrupted(signal.Signals(signum).name)
     return _handler
@@ -230,11 +230,13 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
     update_run(run_dir, experiment=exp, notebook=str(nb), status='running', started=datetime.datetime.now().isoformat(timespec='seconds'),
                git_commit=git_commit(), cwd=os.getcwd(), host=platform.node(), python=sys.version.split()[0], pid=os.getpid())
     kids = _children()
-    old = signal.signal(signal.SIGTERM, _interrupt_handler(kids)) if _main_thread() else None
+    sigs = [signal.SIGTERM] + [signal.SIGINT]*(signal.getsignal(signal.SIGINT) is signal.default_int_handler)   # Ctrl-C too, unless ignored
+    old = {s: signal.signal(s, _interrupt_handler(kids)) for s in sigs} if _main_thread() else None
     try:
         _execute(pm, nb, run_dir/f'{exp}.ipynb', params, kernel, log_output, timeout)
     except (KeyboardInterrupt, _Interrupted) as e:
-        if old is not None: signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
+        for s in old or (): signal.signal(s, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
+        import logging; logging.getLogger('asyncio').setLevel(logging.CRITICAL)   # the aborted notebook client's tasks: noise, not news
         _stop_children(exclude=kids)   # the notebook's kernel: never leave it running
         update_run(run_dir, status='interrupted', ended=_now(), seconds=round(time.time() - t0, 1), error=f'interrupted ({e or "SIGINT"})')
         e.run_dir = run_dir   # what `--resume` continues
@@ -244,7 +246,7 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
         e.run_dir, e.executed = run_dir, run_dir/f'{exp}.ipynb'   # where to look: the run folder, the notebook with its failing cell
         raise
     finally:
-        if old is not None: signal.signal(signal.SIGTERM, old)
+        for s, h in (old or {}).items(): signal.signal(s, h)
     update_run(run_dir, status='done', ended=_now(), seconds=round(time.time() - t0, 1))
     return run_dir
 
