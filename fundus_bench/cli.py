@@ -11,10 +11,11 @@ from .core import _json_default
 from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run
 
 # %% auto #0
-__all__ = ['CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS', 'format_metrics', 'list_inputs',
-           'out_names', 'image_note', 'write_prediction', 'file_hash', 'check_settings', 'csv_bytes', 'write_csv',
-           'predict_files', 'score_batch', 'summarise_scores', 'evaluate_samples', 'model_task', 'task_evaluator',
-           'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
+__all__ = ['PREDICT_EXTS', 'SKIP_WHY', 'CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS',
+           'format_metrics', 'list_inputs', 'out_names', 'image_note', 'write_prediction', 'file_hash',
+           'check_settings', 'csv_bytes', 'write_csv', 'predict_files', 'score_batch', 'summarise_scores',
+           'evaluate_samples', 'model_task', 'task_evaluator', 'model_settings', 'read_names', 'select_names',
+           'eval_settings', 'eval_dir', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -34,19 +35,30 @@ from .data.synthetic import to_ternary
 from .viz import overlay_contours
 from .metrics import discup_scores, rrp, disc_radius, auroc, point_distance
 
+PREDICT_EXTS = IMG_EXTS + ('.jp2', '.j2k', '.webp')   # image files `predict` takes from a folder
+SKIP_WHY = {'.dcm': 'DICOM: export its image as PNG or JPEG', '.dicom': 'DICOM: export its image as PNG or JPEG',
+            '.heic': 'HEIC: convert it to JPEG or PNG', '.heif': 'HEIF: convert it to JPEG or PNG', '.zip': 'an archive: unpack it first',
+            '.pdf': 'a PDF document', '.gif': 'GIF: save fundus photographs as PNG or JPEG'}
+
 def list_inputs(paths,        # files and folders
                 exclude=None, # a folder whose files are never inputs (the output folder)
+                skipped:list|None=None, # receives `(file, why)` for each file of a folder not taken
                )->list:
     "Image files in `paths`: files as given, folders searched recursively for image extensions (hidden and OS files skipped)."
     ex = Path(exclude).resolve() if exclude else None
-    out, seen = [], set()
+    out, seen, skipped = [], set(), skipped if skipped is not None else []
     for p in map(Path, paths):
-        fs = [p] if not p.is_dir() else sorted(
-            f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMG_EXTS
-            and not any(is_stray(o) for o in f.relative_to(p).parts))
+        fs = [p]
+        if p.is_dir():
+            fs = []
+            for f in sorted(o for o in p.rglob('*') if o.is_file()):
+                if ex is not None and ex in f.resolve().parents: continue
+                if any(is_stray(o) for o in f.relative_to(p).parts): skipped.append((f, 'hidden or system file'))
+                elif f.suffix.lower() in PREDICT_EXTS: fs.append(f)
+                else: skipped.append((f, SKIP_WHY.get(f.suffix.lower(), f"not an image file name ({f.suffix or 'no extension'})")))
         for f in fs:
             r = f.resolve()
-            if r in seen or (ex is not None and p.is_dir() and ex in r.parents): continue
+            if r in seen: continue
             seen.add(r); out.append(f)
     return out
 
@@ -382,7 +394,10 @@ def _check_device(args):
 def _predict(args):
     _check_out(args.out, args.inputs); _check_device(args)
     seg, loc, kw = _load_models(args)
-    files = list_inputs(args.inputs, exclude=args.out)
+    skipped = []; files = list_inputs(args.inputs, exclude=args.out, skipped=skipped)
+    if skipped:
+        print(f"fundus-bench: note: {len(skipped)} file(s) in the input folders are not taken: "
+              + '; '.join(f'{f} ({why})' for f, why in skipped[:10]) + (f'; and {len(skipped) - 10} more' if len(skipped) > 10 else ''), file=sys.stderr)
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
     s = predict_files(files, seg, args.out, loc, bs=args.bs, redo=args.redo, overlay_size=args.overlay_size,
                       log=lambda *a: print(*a, file=sys.stderr, flush=True), settings=model_settings(args), **kw)

@@ -32,9 +32,14 @@ def _check_file(path:Path):
 
 def _unidentified(path:Path)->str:
     "Why PIL could not identify `path`: a known signature with a broken header, or not an image at all."
-    with open(path, 'rb') as f: head = f.read(16)
+    with open(path, 'rb') as f: more = f.read(132)
+    head = more[:16]
     fmt = next((v for k,v in _SIGNATURES.items() if head.startswith(k)), None)
     if fmt: return f"corrupt {fmt} header: the file starts like a {fmt} but PIL cannot parse it"
+    if more[128:132] == b'DICM': return "a DICOM file, not read here: export its image as PNG or JPEG"
+    if more[4:8] == b'ftyp': return f"an ISO media file ({more[8:12].decode('latin-1')}: HEIC/HEIF or video), not read here: convert it to PNG or JPEG"
+    if head.startswith(b'%PDF'): return "a PDF document, not an image"
+    if head.startswith(b'PK\x03\x04'): return "a ZIP archive: unpack it first"
     return f"not an image: unknown format (file starts with {head!r})"
 
 def _too_big(path, n:int, limit:int, wh=None)->BadFileError:
@@ -56,6 +61,9 @@ def _pil_open(path:Path)->Image.Image:
             return Image.open(path)
     except Image.DecompressionBombError as e: raise _bomb(path, e) from e
     except Image.UnidentifiedImageError: raise BadFileError(path, _unidentified(path)) from None
+    except OSError as e:
+        if e.errno is not None: raise BadFileError(path, f"cannot be read ({e.strerror})") from None   # the OS's, e.g. no permission
+        raise BadFileError(path, f"corrupt or truncated image header ({_why(e)})") from e
     except Exception as e: raise BadFileError(path, f"corrupt or truncated image header ({_why(e)})") from e
 
 # %% ../../nbs/01_data.io.ipynb #c008
@@ -67,6 +75,9 @@ def open_image(path,                      # image or mask file, any format PIL r
     with _pil_open(path) as im:
         w,h = im.size
         if w*h > max_pixels: raise _too_big(path, w*h, max_pixels, (w,h))
+        n = getattr(im, 'n_frames', 1)
+        if n > 1 and im.format != 'MPO':   # a JPEG's MPO preview frames are not other images
+            raise BadFileError(path, f"holds {n} images ({im.format} pages or frames); only the first would be read: save each image as its own file")
         try: im.load()
         except Exception as e: raise BadFileError(path, f"corrupt or truncated image data ({_why(e)})") from e
         try: ImageOps.exif_transpose(im, in_place=True)
