@@ -5,6 +5,7 @@
 # %% ../../nbs/30_train.core.ipynb #c002
 from __future__ import annotations
 import io, torch, torch.nn as nn
+import safetensors.torch
 from pathlib import Path
 from fastai.learner import Learner
 from fastcore.basics import partial
@@ -42,8 +43,11 @@ def load_weights(model:nn.Module, path, strict:bool=True, device='cpu')->nn.Modu
     return model
 
 def safe_load(path, device='cpu'):
-    "`torch.load(path, weights_only=True)`; any failure a `BadFileError` saying why, in this project's words."
+    "`torch.load(path, weights_only=True)` (a `.safetensors` file: safetensors); any failure a `BadFileError` saying why, in this project's words."
     path = Path(path)
+    if path.suffix.lower() == '.safetensors':
+        try: return safetensors.torch.load_file(str(path), device=str(device))
+        except Exception as e: raise BadFileError(path, f"not a loadable safetensors file ({type(e).__name__}: {first_line(e)})") from None
     try: return torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
         if path.is_file() and path.stat().st_size == 0: raise BadFileError(path, "empty file (0 bytes): not a checkpoint") from e
