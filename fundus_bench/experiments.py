@@ -102,7 +102,9 @@ def in_interval(v, iv:str)->bool:
 def _check_param(k:str, v, default, note:str):
     "`(value, problem)`: `v` as parameter `k` takes it, or why it cannot."
     import re
-    if v is None: return (None, '') if default is None or default is ... or 'None' in note else (None, f"{k}: None is not allowed (default {default!r})")
+    if v is None:   # a number whose comment does not say what None means must stay a number; other kinds take None as "not given"
+        num = isinstance(default, (int, float)) and not isinstance(default, bool)
+        return (None, '') if not num or 'None' in note else (None, f"{k}: None is not allowed (default {default!r})")
     whole = isinstance(default, int) and not isinstance(default, bool) or (default is None and re.fullmatch(_WHOLE, k))
     if isinstance(default, bool):
         if not isinstance(v, bool): return v, f"{k}: expected true or false, got {v!r}"
