@@ -491,6 +491,8 @@ def _add_report(sub):
 
 def _report(args):
     from fundus_bench.report import write_report
+    rd = Path(args.runs_dir)
+    if not args.run_dirs and not rd.is_dir(): raise DataNotFoundError(f"{rd}: {'not a folder' if rd.exists() else 'no such folder'} (--runs-dir): no runs to report")
     print(f'report: {write_report(args.run_dirs or None, runs_dir=args.runs_dir, out=args.out)}')
     return 0
 

@@ -42,6 +42,7 @@ def os_error(e:OSError, hint:str='')->str:
     why = e.strerror or type(e).__name__
     if e.errno == _errno.ENOSPC: why += ' (the disk is full: free space, or write elsewhere)'
     if e.errno in (_errno.EROFS, _errno.EACCES, _errno.EPERM) and not hint: why += ' (no write permission here?)' if e.errno != _errno.EROFS else ''
+    if e.errno in (_errno.EEXIST, _errno.ENOTDIR): why = 'a file stands where a folder is needed'
     where = ' -> '.join(str(o) for o in (e.filename, e.filename2) if o is not None) or '<unknown path>'
     return f"{where}: {why}" + (f"; {hint}" if hint else '')
 

@@ -138,7 +138,8 @@ def save_model(learn_or_model, # a fastai `Learner` or an `nn.Module`
 def _legacy_spec(d:Path)->dict:
     "Spec of a U-Net run folder written before `model.json` existed (from its `params.json`)."
     pj = d/'params.json'
-    if not pj.exists(): raise DataNotFoundError(f"{d}: no model.json (nor params.json) to rebuild the model from")
+    if not pj.exists(): raise DataNotFoundError(f"{d.resolve()}: no model.json (nor params.json) to say which network the weights belong to; "
+                                                "give a run folder, its model.json, or a weights file with model.json beside it")
     p = read_json(pj); p = p.get('params', p) if isinstance(p.get('params'), dict) else p
     kw = {k: p[k] for k in ('depth', 'width', 'ir') if k in p}
     return dict(arch='unet', arch_kw=kw, size=p.get('size'), channels=['disc', 'cup'], weights='model.pth')
