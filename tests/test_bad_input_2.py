@@ -248,3 +248,16 @@ def test_weights_handed_over_as_lfs_pointer_or_safetensors(models, tmp_path):
     (d/'model.json').write_text(json.dumps(json.loads((d/'model.json').read_text()) | {'weights': 'model.safetensors'}))
     m, _ = load_model(d, 'cpu')
     assert all(torch.equal(v, sd[k]) for k, v in m.state_dict().items())
+
+def test_report_runs_dir_or_out_below_a_file(tmp_path, capsys):
+    (tmp_path/'f').write_text('x')
+    assert main(['report', '--runs-dir', str(tmp_path/'f'), '--out', str(tmp_path/'r.html')]) == 2
+    only_line(capsys.readouterr().err, 'f: not a folder (--runs-dir)')
+    assert not (tmp_path/'r.html').exists()
+    assert main(['report', str(tmp_path), '--out', str(tmp_path/'f'/'r.html')]) == 2
+    only_line(capsys.readouterr().err, 'a file stands where a folder is needed')
+
+def test_text_file_as_model(images, tmp_path, capsys):
+    (tmp_path/'notes.txt').write_text('the model is on the shared drive')
+    assert main(['predict', str(images), '--model', str(tmp_path/'notes.txt'), '--out', str(tmp_path/'o'), '--device', 'cpu']) == 2
+    only_line(capsys.readouterr().err, 'no model.json', 'give a run folder, its model.json, or a weights file with model.json beside it')
