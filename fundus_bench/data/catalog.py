@@ -718,7 +718,7 @@ def find_datasets(root=None)->list[Dataset]:
 # %% ../../nbs/02_data.catalog.ipynb #c060
 import numpy as np
 from .io import (load_image, load_discup, load_lesions, image_shape, read_ternary_mask,
-                                  read_softmap_pair, read_binary_pair, read_lesion, check_discup, discup_files)
+                                  read_softmap_pair, read_binary_pair, read_lesion, read_disc_map, check_discup, discup_files)
 
 DatasetRow = namedtuple('DatasetRow', 'name split domain n_images n_with_gt n_bad')
 
@@ -743,8 +743,9 @@ def check_sample(s:Sample, check_points=True)->list[tuple]:
         except Exception as e: probs.append(_err(e, s.gt.get('discup', s.gt.get('disc'))))
     for k in [k for k in LESIONS if k in s.gt]:
         try:
-            m = read_lesion(s.gt[k], image_shape(s.gt[k])) if shape is None else load_lesions(s, names=(k,), shape=shape)[0]
-            if k == 'OD': check_discup(np.stack([m, np.zeros_like(m)]), s.gt[k])   # a whole-image disc mask
+            sh = image_shape(s.gt[k]) if shape is None else shape
+            if k == 'OD': read_disc_map(s.gt[k], sh)   # a whole-image disc mask
+            else: read_lesion(s.gt[k], sh)
         except Exception as e: probs.append(_err(e, s.gt[k]))
     if check_points and shape is not None:
         h,w = shape

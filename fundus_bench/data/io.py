@@ -13,8 +13,8 @@ from ..core import BadFileError, Sample
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'open_image', 'read_image', 'image_shape', 'read_map', 'read_ternary_mask', 'check_cup_in_disc',
-           'discup_problems', 'check_discup', 'read_softmap_pair', 'read_binary_pair', 'read_lesion', 'load_image',
-           'load_discup', 'discup_files', 'load_lesions']
+           'discup_problems', 'check_discup', 'read_softmap_pair', 'read_binary_pair', 'read_lesion', 'read_disc_map',
+           'load_image', 'load_discup', 'discup_files', 'load_lesions']
 
 # %% ../../nbs/01_data.io.ipynb #c007
 MAX_PIXELS = 200_000_000  # default limit on width x height, checked from the header before decoding
@@ -328,6 +328,14 @@ def read_lesion(path,       # lesion map ({0,1} palette TIFF, 0/255 PNG, colour)
     share = np.count_nonzero(out)/max(out.size, 1)
     if share > max_share: raise BadFileError(path, f"implausible lesion map: the lesion covers {share:.0%} of the image (more than {max_share:.0%}): inverted map?")
     return out
+
+def read_disc_map(path,   # a whole-image optic-disc map (IDRiD `OD`), encoded as a lesion map
+                  shape   # image (H, W)
+                 )->np.ndarray:
+    "An (H, W) bool optic-disc mask from a one-structure map, refused when implausible as a disc (see `check_discup`)."
+    m = read_lesion(path, shape)
+    check_discup(np.stack([m, np.zeros_like(m)]), path)
+    return m
 
 # %% ../../nbs/01_data.io.ipynb #c043
 def _hw(sample:Sample, shape)->tuple:
