@@ -419,7 +419,10 @@ def _evaluate_task(args, task, ds, ss)->tuple:
 def read_names(v:str)->list:
     "Image names from a file (one a line; blank lines and `#` comments skipped) or a comma-separated list."
     p = Path(v)
-    if p.is_file(): lines = p.read_text().splitlines()
+    if p.is_file():
+        b = p.read_bytes()   # UTF-8 with or without a byte-order mark, or UTF-16 as Windows editors save it
+        try: lines = b.decode('utf-16' if b[:2] in (b'\xff\xfe', b'\xfe\xff') else 'utf-8-sig').splitlines()
+        except UnicodeDecodeError as e: raise BadFileError(p, f"not a text file of image names ({e.reason} at byte {e.start}); --names takes one name a line") from None
     elif ',' in v or not any(c in v for c in '/\\'): lines = v.split(',')
     else: raise DataNotFoundError(f"{v}: no such names file")
     return [Path(o.split('#')[0].strip()).stem for o in lines if o.split('#')[0].strip()]

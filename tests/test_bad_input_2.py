@@ -261,3 +261,14 @@ def test_text_file_as_model(images, tmp_path, capsys):
     (tmp_path/'notes.txt').write_text('the model is on the shared drive')
     assert main(['predict', str(images), '--model', str(tmp_path/'notes.txt'), '--out', str(tmp_path/'o'), '--device', 'cpu']) == 2
     only_line(capsys.readouterr().err, 'no model.json', 'give a run folder, its model.json, or a weights file with model.json beside it')
+
+@pytest.mark.parametrize('enc', ['utf-16', 'utf-8-sig', 'binary'])
+def test_names_file_from_another_editor(models, tmp_path, capsys, enc):
+    "A --names file saved by a Windows editor (UTF-16, or UTF-8 with a byte-order mark) is read; a binary one is named."
+    f = tmp_path/'names.txt'
+    if enc == 'binary': f.write_bytes(bytes(range(256)))
+    else: f.write_text('g_A_test_0005\r\ng_A_test_0011\r\n', encoding=enc)
+    rc = main(['evaluate', '--model', str(models[0]), '--data', str(embedded_data()), '--dataset', 'synthetic', '--split', 'test',
+               '--names', str(f), '--device', 'cpu', '--out', str(tmp_path/'ev')])
+    if enc == 'binary': assert rc == 2; only_line(capsys.readouterr().err, 'names.txt: not a text file of image names')
+    else: assert rc == 0 and json.loads((tmp_path/'ev'/'metrics.json').read_text())['n'] == 2
