@@ -107,6 +107,13 @@ def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or 
     bad = [n for n in names if n not in exps]
     if bad: raise DataNotFoundError(f"no experiment named {', '.join(bad)}; known: {', '.join(exps)}")
     prof = load_profile(profile)
+    secs = [k for k, v in prof.items() if isinstance(v, dict)]
+    if any(k == 'all' or k in exps for k in secs):   # a sectioned profile: every other mapping would be dropped without a word
+        import difflib
+        odd = [k for k in secs if k != 'all' and k not in exps]
+        if odd: raise FundusBenchError('; '.join(f"{profile_path(profile)}: section {k!r} is no experiment's"
+                                                 + ''.join(f"; did you mean {m}?" for m in difflib.get_close_matches(k, exps, n=1, cutoff=0.6))
+                                                 + " (a parameter whose value is a mapping goes under 'all:' or an experiment's section)" for k in odd))
     todo = [(n, profile_params(prof, n, exps) | dict(params or {})) for n in names]
     flat = not any(k in {'all', *names} and isinstance(v, dict) for k, v in prof.items())
     shared = {*(params or {}), *(prof if flat else {k for k, v in prof.items() if not isinstance(v, dict)}), *(prof.get('all') or {})}

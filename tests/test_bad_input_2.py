@@ -272,3 +272,9 @@ def test_names_file_from_another_editor(models, tmp_path, capsys, enc):
                '--names', str(f), '--device', 'cpu', '--out', str(tmp_path/'ev')])
     if enc == 'binary': assert rc == 2; only_line(capsys.readouterr().err, 'names.txt: not a text file of image names')
     else: assert rc == 0 and json.loads((tmp_path/'ev'/'metrics.json').read_text())['n'] == 2
+
+def test_profile_section_with_a_misspelt_experiment(toy, capsys):
+    (toy/'exps'/'profile-typo.yaml').write_text('all:\n  steps: 2\ntoyy:\n  size: 64\n')
+    assert main(['run-all', '--profile', 'typo', '--runs-dir', str(toy/'runs'), '--out', str(toy/'r.html')]) == 2
+    only_line(capsys.readouterr().err, "profile-typo.yaml: section 'toyy' is no experiment's; did you mean toy?")
+    assert not (toy/'runs').exists()
