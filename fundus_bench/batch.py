@@ -4,12 +4,12 @@
 
 # %% ../nbs/51_experiments.batch.ipynb #c003
 from __future__ import annotations
-import os, sys, time, traceback
+import os, sys, time, traceback, difflib
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import yaml
 from .core import *
-from .experiments import experiments_dir, list_experiments, run_experiment, new_run_dir, read_json, check_params
+from .experiments import experiments_dir, list_experiments, run_experiment, new_run_dir, read_json, check_params, declared_params
 
 # %% auto #0
 __all__ = ['OK_BODY', 'profile_path', 'load_profile', 'profile_params', 'job_threads', 'check_todo', 'run_all', 'tiny_experiment']
@@ -84,8 +84,6 @@ def check_todo(todo:list,        # `(name, params)` of each experiment
         unused = set(dropped) if unused is None else unused & set(dropped)
         out.append((n, q))
     if unused:
-        import difflib
-        from fundus_bench.experiments import declared_params
         known = sorted({k for n, _ in todo for k in declared_params(list_experiments()[n])})
         near = {k: difflib.get_close_matches(k, known, n=1, cutoff=0.6) for k in sorted(unused)}
         probs += [f"{k}: no experiment takes it{f'; did you mean {m[0]}?' if m else ''}" for k, m in near.items()]
@@ -109,7 +107,6 @@ def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or 
     prof = load_profile(profile)
     secs = [k for k, v in prof.items() if isinstance(v, dict)]
     if any(k == 'all' or k in exps for k in secs):   # a sectioned profile: every other mapping would be dropped without a word
-        import difflib
         odd = [k for k in secs if k != 'all' and k not in exps]
         if odd: raise FundusBenchError('; '.join(f"{profile_path(profile)}: section {k!r} is no experiment's"
                                                  + ''.join(f"; did you mean {m}?" for m in difflib.get_close_matches(k, exps, n=1, cutoff=0.6))

@@ -56,7 +56,7 @@ def parse_params(pairs)->dict:
     return {k: parse_value(v) for k, v in (pairs or [])}
 
 # %% ../nbs/50_experiments.ipynb #c009b
-import ast, io, math, tokenize, difflib
+import ast, io, re, math, tokenize, difflib
 
 PARAM_RANGES = [   # (parameter names, a regular expression; the interval their numbers must lie in); the first match applies
     (r'k', '[2, inf)'),                                                                                 # folds
@@ -72,10 +72,11 @@ _WHOLE = r'k|(.+_)?(epochs|steps|iters|bs|size|patch|patches)|max[12]|stride|rpn
 
 def declared_params(nb)->dict:
     "`{name: (default, comment)}` of the `parameters` cell of notebook `nb` (a default that is not a literal is `...`)."
-    import nbformat
-    cells = nbformat.read(str(nb), as_version=4).cells
-    src = next((c.source for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
+    try: cells = json.loads(Path(nb).read_bytes()).get('cells', [])
+    except (OSError, ValueError, AttributeError) as e: raise BadFileError(nb, f"not a readable notebook ({e})") from None
+    src = next((c['source'] for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])), None)
     if src is None: return {}
+    src = ''.join(src) if isinstance(src, list) else src
     notes = {}
     try:
         for t in tokenize.generate_tokens(io.StringIO(src).readline):
@@ -91,7 +92,6 @@ def declared_params(nb)->dict:
 
 def _range(k:str)->str|None:
     "The interval of `PARAM_RANGES` parameter `k` falls in, e.g. '(0, 1]'."
-    import re
     return next((iv for pat, iv in PARAM_RANGES if re.fullmatch(pat, k)), None)
 
 def in_interval(v, iv:str)->bool:
@@ -101,7 +101,6 @@ def in_interval(v, iv:str)->bool:
 
 def _check_param(k:str, v, default, note:str):
     "`(value, problem)`: `v` as parameter `k` takes it, or why it cannot."
-    import re
     if v is None:   # a number whose comment does not say what None means must stay a number; other kinds take None as "not given"
         num = isinstance(default, (int, float)) and not isinstance(default, bool)
         return (None, '') if not num or 'None' in note else (None, f"{k}: None is not allowed (default {default!r})")
