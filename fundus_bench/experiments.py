@@ -120,6 +120,9 @@ def _check_param(k:str, v, default, note:str):
         return v, f"{k}: expected a {type(default).__name__}, got {v!r}"
     r = _range(k) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
     if r and not in_interval(v, r): return v, f"{k}: {v!r} out of range (must lie in {r})"
+    if k == 'device' and v not in ('', 'auto'):   # an unusable device said here, not after the kernel has loaded the data
+        try: default_device(str(v))
+        except ValueError as e: return v, f"{k}: {e}"
     return v, ''
 
 def check_params(nb,                     # experiment notebook
