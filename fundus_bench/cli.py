@@ -12,7 +12,7 @@ from .experiments import run_experiment, list_experiments, list_runs, parse_para
 
 # %% auto #0
 __all__ = ['PREDICT_EXTS', 'SKIP_WHY', 'CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'WHOLE_IMAGE_SETS', 'TASK_EVALUATORS',
-           'format_metrics', 'list_inputs', 'out_names', 'image_note', 'write_prediction', 'file_hash',
+           'BENCH_HELP', 'format_metrics', 'list_inputs', 'out_names', 'image_note', 'write_prediction', 'file_hash',
            'check_settings', 'csv_bytes', 'write_csv', 'predict_files', 'score_batch', 'summarise_scores',
            'evaluate_samples', 'model_task', 'task_evaluator', 'model_settings', 'read_names', 'select_names',
            'eval_settings', 'eval_dir', 'parser', 'main']
@@ -31,9 +31,8 @@ import numpy as np, cv2
 from PIL import Image
 from .data.io import read_image, load_image, load_discup
 from .data.catalog import IMG_EXTS, is_stray, get_dataset
-from .data.synthetic import to_ternary
-from .viz import overlay_contours
-from .metrics import discup_scores, rrp, disc_radius, auroc, point_distance
+# drawing and the metrics (torch, fastai, scikit-learn: seconds to import) are imported where they are used, so that
+# `fundus-bench --help` and a mistyped option answer at once
 
 PREDICT_EXTS = IMG_EXTS + ('.jp2', '.j2k', '.webp')   # image files `predict` takes from a folder
 SKIP_WHY = {'.dcm': 'DICOM: export its image as PNG or JPEG', '.dicom': 'DICOM: export its image as PNG or JPEG',
@@ -121,6 +120,8 @@ def _box(m:np.ndarray)->list:
 
 def write_prediction(out:Path, name:str, f:Path, img:np.ndarray, r:dict, overlay_size:int=1024, located=True, sid:str='', note:str='')->dict:
     "Write mask, overlay and record of prediction `r` of image `img` (file `f`); returns the CSV row."
+    from fundus_bench.data.synthetic import to_ternary
+    from fundus_bench.viz import overlay_contours
     m = np.stack([r['disc'], r['cup']])
     atomic_write_bytes(out/'masks'/f'{name}.png', _png(to_ternary(m)))
     ov = overlay_contours(img, None, m, size=min(overlay_size, max(img.shape[:2])))
@@ -234,6 +235,7 @@ def _mcentre(m):
 def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
     "Per-image rows of scores for a batch of `samples` (unreadable ones with their error)."
     from fundus_bench.infer import predict_many
+    from fundus_bench.metrics import discup_scores, disc_radius, point_distance
     rows, imgs, gts, ok = [], [], [], []
     for s in samples:
         try: im = load_image(s); gts.append(load_discup(s, shape=im.shape[:2])); imgs.append(im); ok.append(s)
@@ -251,6 +253,7 @@ def score_batch(samples:list, seg_model, loc_model=None, **kwargs)->list:
 
 def summarise_scores(rows:list)->dict:
     "The foundation's metrics over the readable rows."
+    from fundus_bench.metrics import rrp, auroc
     ok = [r for r in rows if r.get('status') == 'ok']
     m = dict(n=len(ok), n_unreadable=len(rows) - len(ok))
     for k in ('dice_disc', 'dice_cup', 'iou_disc', 'iou_cup', 'miou'):
@@ -535,6 +538,20 @@ def _validate(args):
     print(rep)
     return 0 if rep.ok else 1
 
+def _tutorial(args):
+    "Copy the tutorial into `args.dir` (once: a later call opens the copy) and hand over to JupyterLab on it."
+    import shutil
+    src, dst = project_root()/'nbs'/'tutorial.ipynb', Path(args.dir)/'tutorial.ipynb'
+    lab = shutil.which('jupyter-lab')
+    if lab is None: raise FundusBenchError('JupyterLab is not installed; pip install -e ".[dev]" in the project folder installs it')
+    if dst.exists(): print(f'opening your copy {dst} (delete it to start again from {src})')
+    elif not src.is_file(): raise DataNotFoundError(f'{src}: no tutorial notebook (it ships in the project folder, not in an installed wheel)')
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(src, dst)
+        print(f'copied the tutorial to {dst}: run and change it there, {src} stays as it is')
+    sys.stdout.flush()
+    os.execv(lab, [lab, str(dst), *[a for a in args.lab_args if a != '--']])
+
 def _experiments(args):
     for k, v in list_experiments().items(): print(f'{k:<24} {v}')
     return 0
@@ -547,7 +564,14 @@ def _runs(args):
         print(f"{r.get('experiment', '?'):<20} {r.get('status', '?'):<12} {r.get('seconds', ''):>8}  {r['run_dir']}")
     return 0
 
-def parser()->argparse.ArgumentParser:
+BENCH_HELP = 'time every model beside a reference: inference, training (fastai vs plain), memory, data pipeline'
+
+def _command(argv)->str|None:
+    "The subcommand named in `argv` (its first word that is not an option)."
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith('-')), None)
+
+def parser(bench:bool=True, # False: `bench` without its options (they import torch and fastai: seconds)
+          )->argparse.ArgumentParser:
     "The `fundus-bench` argument parser."
     ap = argparse.ArgumentParser(prog='fundus-bench', description='A research workbench for colour fundus photographs.')
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -555,24 +579,30 @@ def parser()->argparse.ArgumentParser:
     r = sub.add_parser('run', help='run an experiment notebook with papermill'); r.add_argument('name'); _add_params(r)
     v = sub.add_parser('validate', help='scan a data root: datasets, counts, bad files'); v.add_argument('root', nargs='?', default=None)
     sub.add_parser('experiments', help='list the experiments')
+    t = sub.add_parser('tutorial', help='copy the tutorial to runs/tutorial.ipynb (once) and open it in JupyterLab')
+    t.add_argument('--dir', default='runs', help='folder of the copy (default: ./runs)')
+    t.add_argument('lab_args', nargs=argparse.REMAINDER, metavar='-- JUPYTERLAB_OPTIONS', help='passed to jupyter lab, e.g. -- --no-browser')
     rs = sub.add_parser('runs', help='list the run registry'); rs.add_argument('name', nargs='?'); rs.add_argument('--runs-dir', default='runs')
     _add_predict(sub); _add_evaluate(sub)
     _add_report(sub)
-    from fundus_bench.bench import add_bench_parser
-    add_bench_parser(sub)
+    if bench:
+        from fundus_bench.bench import add_bench_parser
+        add_bench_parser(sub)
+    else: sub.add_parser('bench', help=BENCH_HELP)
     return ap
 
 def main(argv=None)->int:
     "Entry point of the `fundus-bench` command."
     for o in (sys.stdout, sys.stderr):   # file names that are not UTF-8 are printed escaped, on any terminal
         if hasattr(o, 'reconfigure'): o.reconfigure(errors='backslashreplace')
-    args = parser().parse_args(argv)
+    args = parser(bench=_command(argv) == 'bench').parse_args(argv)
     if args.cmd in ('quickstart', 'run', 'run-all', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
     try:
         if args.cmd == 'quickstart': return _run('quickstart', args)
         if args.cmd == 'run': return _run(args.name, args)
         if args.cmd == 'validate': return _validate(args)
         if args.cmd == 'experiments': return _experiments(args)
+        if args.cmd == 'tutorial': return _tutorial(args)
         if args.cmd == 'runs': return _runs(args)
         if args.cmd == 'predict': return _predict(args)
         if args.cmd == 'evaluate': return _evaluate(args)

@@ -22,9 +22,10 @@ from ..metrics import DiscDice, CupDice
 from ..models.unet import GeneralizedUNet
 
 # %% auto #0
-__all__ = ['ARCHS', 'CHANNELS_LAST', 'OPTS', 'SCHEDULES', 'save_weights', 'load_weights', 'safe_load', 'load_failure', 'misfit',
-           'first_line', 'lazy_arch', 'to_channels_last', 'arch_name', 'build_model', 'save_model', 'load_model',
-           'check_spec', 'get_opt', 'seg_learner', 'step_sched', 'fit_schedule', 'save_learner']
+__all__ = ['ARCHS', 'CHANNELS_LAST', 'OPTS', 'SCHEDULES', 'PROGRESS_ENV', 'save_weights', 'load_weights', 'safe_load',
+           'load_failure', 'misfit', 'first_line', 'lazy_arch', 'to_channels_last', 'arch_name', 'build_model',
+           'save_model', 'load_model', 'check_spec', 'get_opt', 'seg_learner', 'step_sched', 'fit_schedule',
+           'save_learner', 'console_progress']
 
 # %% ../../nbs/30_train.core.ipynb #c005
 def save_weights(model:nn.Module, path)->Path:
@@ -252,3 +253,15 @@ def save_learner(learn:Learner, out_dir, **kwargs)->Path:
     "`save_model` for a Learner built by `seg_learner` (architecture and size taken from the Learner)."
     kwargs.setdefault('size', getattr(learn, 'size', None))
     return save_model(learn.model, out_dir, getattr(learn, 'arch', 'unet'), getattr(learn, 'arch_kw', {}), **kwargs)
+
+# %% ../../nbs/30_train.core.ipynb #c020
+import os
+
+PROGRESS_ENV = 'FUNDUS_BENCH_PROGRESS'
+
+def console_progress(on:bool=True):
+    "fastai's progress bars and epoch table as text (`on`) or as the notebook's HTML."
+    import fastai.callback.progress as fcp, fastprogress.fastprogress as fpg
+    fcp.master_bar, fcp.progress_bar = fpg.force_console_behavior() if on else (fpg.master_bar, fpg.progress_bar)
+
+if os.environ.get(PROGRESS_ENV) == 'console': console_progress()   # set by `experiments.run_experiment` for a terminal
