@@ -8,7 +8,7 @@ import re, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
-from scipy import ndimage
+import cv2
 from ..core import BadFileError, Sample
 
 # %% auto #0
@@ -236,6 +236,12 @@ def check_cup_in_disc(msk:np.ndarray,    # (2, H, W) bool: disc, cup
     return msk
 
 # %% ../../nbs/01_data.io.ipynb #c032b
+def _holes(m:np.ndarray)->int:
+    "Pixels of the background of `m` enclosed by it (4-connected background regions that touch no border)."
+    n,lab = cv2.connectedComponents((~m).astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    return int(np.count_nonzero(~m & ~np.isin(lab, edge)))
+
 def discup_problems(msk:np.ndarray,        # (2, H, W) bool: disc, cup (cup inside the disc)
                     max_share:float=0.75,  # largest share of the image a disc may cover
                     frag_tol:float=0.02,   # share of the disc (cup) allowed outside its largest piece, or in holes
@@ -249,10 +255,10 @@ def discup_problems(msk:np.ndarray,        # (2, H, W) bool: disc, cup (cup insi
     for k,m in (('disc', d), ('cup', c)):
         m_n = np.count_nonzero(m)
         if not m_n: continue
-        lab,k_n = ndimage.label(m)
-        rest = 1 - np.bincount(lab.ravel())[1:].max()/m_n
+        k_n,_,st,_ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=4); k_n -= 1
+        rest = 1 - st[1:, cv2.CC_STAT_AREA].max()/m_n
         if rest > frag_tol: out.append((k, f"the {k} is {k_n} separate pieces ({rest:.1%} of it outside the largest; tolerance {frag_tol:.0%})"))
-        holes = np.count_nonzero(ndimage.binary_fill_holes(m) & ~m)/m_n
+        holes = _holes(m)/m_n
         if holes > frag_tol: out.append((k, f"the {k} has holes ({holes:.1%} of its area; tolerance {frag_tol:.0%})"))
     if np.count_nonzero(c)/n > max_cup: out.append(('cup', f"the cup fills {np.count_nonzero(c)/n:.0%} of the disc (more than {max_cup:.0%}): no rim"))
     return out
