@@ -4,14 +4,107 @@
 
 # %% ../../nbs/45_tasks.glaucoma.ipynb #c002
 from __future__ import annotations
+import json, numpy as np
+from pathlib import Path
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from ..core import *
+from ..metrics import discup_features, auroc
 from ..models.registry import load_model
 from ..models.classify import predict_glaucoma
 from ..train.classify import cls_dls, classify_learner, fit_classifier, evaluate_glaucoma
 from .core import Task
 
 # %% auto #0
-__all__ = ['task']
+__all__ = ['task', 'FEATURES', 'feature_matrix', 'features_clf', 'oof_proba', 'clf_json', 'json_proba', 'mask_features',
+           'kfold_features']
 
 # %% ../../nbs/45_tasks.glaucoma.ipynb #c005
 task = Task('glaucoma', "glaucoma classification from disc crops", dls=cls_dls, learner=classify_learner, fit=fit_classifier,
             evaluate=evaluate_glaucoma, load=load_model, predict=predict_glaucoma)
+
+# %% ../../nbs/45_tasks.glaucoma.ipynb #g01
+FEATURES = ('vcdr', 'hcdr', 'area_cdr', 'rim_I', 'rim_S', 'rim_Hmin', 'rim_Hmax', 'rim_min', 'ecc', 'ecc_v', 'ecc_h')
+
+def feature_matrix(rows:list,           # dicts of `discup_features`
+                   names=FEATURES,      # the columns, in order
+                   cnn=None,            # optional CNN probabilities, one a row: their logit is one more column
+                  )->np.ndarray:
+    "An (N, F) float array of `names` from `rows` (NaN where missing), with the CNN's logit appended when given."
+    X = np.array([[float(r.get(n, np.nan)) for n in names] for r in rows], float).reshape(len(rows), len(names))
+    if cnn is None: return X
+    p = np.clip(np.asarray(cnn, float), 1e-6, 1 - 1e-6)
+    return np.hstack([X, np.log(p/(1 - p))[:, None]])
+
+def features_clf(C:float=1.0,  # inverse regularisation strength of the logistic regression
+                 cv:int=3,     # inner folds of the sigmoid calibration
+                 seed:int=42)->CalibratedClassifierCV:
+    "Calibrated logistic regression: median imputation, standardisation, balanced class weights, Platt scaling over `cv` folds."
+    base = make_pipeline(SimpleImputer(strategy='median', keep_empty_features=True), StandardScaler(),
+                         LogisticRegression(C=C, class_weight='balanced', max_iter=2000))
+    return CalibratedClassifierCV(base, method='sigmoid', cv=StratifiedKFold(cv, shuffle=True, random_state=seed))
+
+def oof_proba(X, y, folds:list, # folds of indices, e.g. the CNN's `kfold_train(...)['folds']`
+              **kw)->np.ndarray:# passed to `features_clf`
+    "Out-of-fold probabilities: each fold scored by a `features_clf` fitted on the other folds."
+    X, y = np.asarray(X, float), np.asarray(y).astype(int); out = np.full(len(y), np.nan)
+    for f in folds:
+        tr = np.setdiff1d(np.arange(len(y)), f)
+        out[f] = features_clf(**kw).fit(X[tr], y[tr]).predict_proba(X[f])[:, 1]
+    return out
+
+# %% ../../nbs/45_tasks.glaucoma.ipynb #g03
+def clf_json(clf:CalibratedClassifierCV, names)->dict:
+    "The numbers of a fitted `features_clf`, as a JSON-ready dict (`json_proba` reads it)."
+    mem = []
+    for cc in clf.calibrated_classifiers_:
+        imp, sc, lr = (cc.estimator.named_steps[k] for k in ('simpleimputer', 'standardscaler', 'logisticregression'))
+        cal = cc.calibrators[0]
+        mem.append(dict(fill=imp.statistics_.tolist(), mean=sc.mean_.tolist(), scale=sc.scale_.tolist(),
+                        coef=lr.coef_[0].tolist(), intercept=float(lr.intercept_[0]), a=float(cal.a_), b=float(cal.b_)))
+    return dict(kind='calibrated logistic regression', features=list(names), members=mem)
+
+def json_proba(d:dict, X)->np.ndarray:
+    "Probabilities of rows `X` (columns in `d['features']` order) from a `clf_json` dict."
+    X = np.atleast_2d(np.asarray(X, float)); ps = []
+    if X.shape[1] != len(d['features']): raise FundusBenchError(f"the classifier takes {len(d['features'])} features, got {X.shape[1]}")
+    for m in d['members']:
+        z = (np.where(np.isnan(X), m['fill'], X) - m['mean'])/np.asarray(m['scale']) @ np.asarray(m['coef']) + m['intercept']
+        ps.append(1/(1 + np.exp(m['a']*z + m['b'])))
+    return np.mean(ps, 0)
+
+# %% ../../nbs/45_tasks.glaucoma.ipynb #g07
+def mask_features(segs:list,            # `[disc, cup]` models
+                  imgs:list,            # disc-centred RGB uint8 crops
+                  size:int=128,         # the segmenters' input size
+                  nasal=None,           # one 'right'/'left'/None for all images, or one a image
+                  bs:int=8, device=None, **kw)->list:
+    "`discup_features` of each image, averaged over the predictions of `segs` (`infer.predict_many`, `kw` passed on)."
+    from fundus_bench.infer import predict_many
+    nas = nasal if isinstance(nasal, (list, tuple)) else [nasal]*len(imgs)
+    per = [[discup_features(np.stack([r['disc'], r['cup']]), n) for r, n in zip(predict_many(imgs, m, seg_size=size, bs=bs, device=device, **kw), nas)]
+           for m in segs]
+    with np.errstate(all='ignore'):
+        return [{k: float(np.nanmean([p[i][k] for p in per])) if any(not np.isnan(p[i][k]) for p in per) else float('nan') for k in per[0][i]}
+                for i in range(len(imgs))]
+
+def kfold_features(samples:list, folds:list, # folds of indices (e.g. the CNN's `kfold_train(...)['folds']`)
+                   size:int=128, valid_pct:float=0.2, seed:int=42, device=None, out_dir=None, log=print,
+                   **fit_kw)->dict: # passed to `train.seg.fit_seg` (e.g. `steps`, `unet_kw`, `lr`)
+    "Out-of-fold `discup_features` rows: a segmenter trained on the other folds measures each fold; returns rows and seconds."
+    from fundus_bench.train.seg import fit_seg
+    from fundus_bench.train.core import save_learner
+    from fundus_bench.data.io import load_image
+    from fundus_bench.data.loaders import split_samples
+    rows, secs = [None]*len(samples), 0.
+    for i, f in enumerate(folds):
+        fs = set(f); tr, va = split_samples([s for j, s in enumerate(samples) if j not in fs], valid_pct, seed=seed + i)
+        learn, s = fit_seg(tr, va, size=size, seed=seed + i, device=device, **fit_kw); secs += s
+        if out_dir is not None: save_learner(learn, Path(out_dir)/f'seg_fold{i}', size=size, task='discup', role='features', fold=i, folds=len(folds))
+        for j, r in zip(f, mask_features([learn.model.eval()], [load_image(samples[j]) for j in f], size, device=device)): rows[j] = r
+        log(f"fold {i}: segmenter trained on {len(tr)} crops in {s:.0f} s")
+    return dict(rows=rows, seconds=secs)
