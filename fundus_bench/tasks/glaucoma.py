@@ -4,7 +4,7 @@
 
 # %% ../../nbs/45_tasks.glaucoma.ipynb #c002
 from __future__ import annotations
-import json, numpy as np
+import json, time, numpy as np
 from pathlib import Path
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.impute import SimpleImputer
@@ -21,7 +21,7 @@ from .core import Task
 
 # %% auto #0
 __all__ = ['task', 'FEATURES', 'feature_matrix', 'features_clf', 'oof_proba', 'clf_json', 'json_proba', 'mask_features',
-           'kfold_features']
+           'kfold_features', 'load_run', 'predict_run', 'evaluate_run', 'save_features_clf']
 
 # %% ../../nbs/45_tasks.glaucoma.ipynb #c005
 task = Task('glaucoma', "glaucoma classification from disc crops", dls=cls_dls, learner=classify_learner, fit=fit_classifier,
@@ -108,3 +108,60 @@ def kfold_features(samples:list, folds:list, # folds of indices (e.g. the CNN's 
         for j, r in zip(f, mask_features([learn.model.eval()], [load_image(samples[j]) for j in f], size, device=device)): rows[j] = r
         log(f"fold {i}: segmenter trained on {len(tr)} crops in {s:.0f} s")
     return dict(rows=rows, seconds=secs)
+
+# %% ../../nbs/45_tasks.glaucoma.ipynb #g09
+def load_run(path, device=None)->dict:
+    "The models of a glaucoma run folder (or of one classifier's folder): CNN members, segmenters, features classifiers."
+    from fundus_bench.tasks.core import resolve_models, run_models
+    t, dirs = resolve_models(path)
+    if t != 'glaucoma': raise FundusBenchError(f"{path}: a {t} model, not a glaucoma run")
+    p = Path(path); loaded = [load_model(d, device) for d in dirs]
+    sizes = {int(sp.get('size') or 224) for _, sp in loaded}
+    if len(sizes) > 1: raise FundusBenchError(f"{path}: classifiers of different input sizes {sorted(sizes)}")
+    segs = [load_model(d, device) for d, s in ([] if dirs == [p] else run_models(p)) if s.get('role') == 'features']
+    clf = read_json(p/'features_clf.json', {}) if p.is_dir() else {}
+    if clf.get('features') and not segs: raise DataNotFoundError(f"{p}: features_clf.json but no segmenter (models/seg_fold*) to measure the features")
+    if not loaded and not clf.get('features'): raise DataNotFoundError(f"{p}: no glaucoma classifier in it")
+    return dict(path=p, dirs=dirs, members=[(m, sp.get('prep') or 'div255') for m, sp in loaded], size=sizes.pop() if sizes else None,
+                segs=[m for m, _ in segs], seg_size=int(segs[0][1].get('size') or 128) if segs else None, clf=clf,
+                reported=clf.get('reported') or ('combined' if loaded and clf.get('combined') else 'features' if clf.get('features') else 'cnn'))
+
+def predict_run(run:dict, imgs:list, bs:int=8, device=None, nasal=None)->list:
+    "One dict a image: `probability` (the run's score), `p_cnn`, `p_features`, `p_combined` where the run has them, and the features."
+    rows = [dict() for _ in imgs]
+    if run['members']:
+        for r, v in zip(rows, predict_glaucoma(run['members'], imgs, run['size'], bs=bs, device=device)): r['p_cnn'] = float(v)
+    if run['clf'].get('features'):
+        fr = mask_features(run['segs'], imgs, run['seg_size'], nasal, bs=bs, device=device)
+        X = feature_matrix(fr, run['clf']['features']['features'])
+        for r, v, f in zip(rows, json_proba(run['clf']['features'], X), fr): r['p_features'] = float(v); r.update(f)
+        if run['members'] and run['clf'].get('combined'):
+            Xc = feature_matrix(fr, run['clf']['combined']['features'][:-1], cnn=[r['p_cnn'] for r in rows])
+            for r, v in zip(rows, json_proba(run['clf']['combined'], Xc)): r['p_combined'] = float(v)
+    key = {'cnn': 'p_cnn', 'features': 'p_features', 'combined': 'p_combined'}[run['reported']]
+    return [dict(probability=r[key], **r) for r in rows]
+
+def evaluate_run(run:dict, samples:list, device=None, bs:int=8, log=print)->tuple:
+    "`(metrics, rows)` of a glaucoma run on labelled samples: the reported score's metrics, and the AUROC of each score and of the vCDR."
+    from fundus_bench.data.io import load_image
+    from fundus_bench.train.classify import check_labels, glaucoma_metrics
+    check_labels(samples); rows, t0 = [], time.time()
+    for i in range(0, len(samples), bs):
+        ss = samples[i:i+bs]
+        rows += [dict(name=s.name, label=int(s.label), **r) for s, r in zip(ss, predict_run(run, [load_image(s) for s in ss], bs, device))]
+        if log and (i//bs) % 10 == 0: log(f"{len(rows)}/{len(samples)} scored")
+    y = [r['label'] for r in rows]
+    m = dict(glaucoma_metrics(y, [r['probability'] for r in rows]), reported=run['reported'], models=[str(d) for d in run['dirs']])
+    for k in ('p_cnn', 'p_features', 'p_combined', 'vcdr'):
+        if k not in rows[0]: continue
+        v = np.array([r[k] for r in rows], float); ok = ~np.isnan(v)           # no disc found: no vCDR to rank
+        m[f'auroc_{k[2:] if k.startswith("p_") else k}'] = auroc(v[ok], np.array(y)[ok]) if len(set(np.array(y)[ok])) == 2 else float('nan')
+    if 'vcdr' in rows[0]: m['n_no_disc'] = int(sum(np.isnan(r['vcdr']) for r in rows))
+    return dict(m, seconds=round(time.time() - t0, 1)), rows
+
+def save_features_clf(out_dir, X, y, names=FEATURES, cnn=None, **kw)->Path:
+    "Fit `features_clf` on all of `X`, `y` (and, with the CNN's probabilities `cnn`, the combined one); write `features_clf.json`."
+    d = dict(features=clf_json(features_clf(**kw).fit(X, y), names), reported='features')
+    if cnn is not None:
+        d.update(combined=clf_json(features_clf(**kw).fit(np.hstack([X, feature_matrix([{}]*len(X), (), cnn)]), y), [*names, 'cnn_logit']), reported='combined')
+    return atomic_write_json(Path(out_dir)/'features_clf.json', d)
