@@ -9,7 +9,7 @@ from pathlib import Path
 from .core import *
 from .core import _json_default
 from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run
-from .tasks.core import model_task, get_task
+from .tasks.core import model_task, get_task, resolve_models, run_models, describe_models
 from .data.catalog import get_dataset
 
 # %% auto #0
@@ -44,7 +44,7 @@ def _number(kind=float, # int or float
 
 # %% ../nbs/70_cli.ipynb #c022
 def _model_opts(p):
-    p.add_argument('--model', required=True, metavar='RUN_DIR', help='run folder (or model.json / model.pth) of a [disc, cup] model')
+    p.add_argument('--model', required=True, metavar='RUN_DIR', help='run folder (or model.json / model.pth): a [disc, cup] model, or a glaucoma run (its ensemble and features classifier)')
     p.add_argument('--locator', metavar='RUN_DIR', help='run folder of a disc locator (disc_locator experiment): the images are whole fundus photographs')
     p.add_argument('--tta', action='store_true', help='average the 8 flips and rotations')
     p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
@@ -75,10 +75,10 @@ def _load_models(args)->tuple:
     "Models and `predict_many` keyword arguments from the command line."
     import torch
     if args.threads: torch.set_num_threads(args.threads)
-    task = model_task(args.model)
-    if task != 'discup': raise FundusBenchError(f"{args.model}: a {task} model; `predict` handles disc/cup models (use `fundus-bench evaluate` to score it)")
+    task, dirs = resolve_models(args.model, _is_discup)
+    if task != 'discup': raise FundusBenchError(f"{args.model}: a {task} model; `predict` handles disc/cup models and glaucoma runs (use `fundus-bench evaluate` to score it)")
     load_predictor = get_task('discup').load
-    seg, spec = load_predictor(args.model, args.device)
+    _say_models(args.model, dirs); seg, spec = load_predictor(dirs[0], args.device)
     if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
         raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
     kw = dict(seg_size=spec['size'], crop=args.crop if args.crop is not None else spec['crop'],
@@ -86,24 +86,38 @@ def _load_models(args)->tuple:
               tta=args.tta, device=args.device, precision=args.precision)
     loc = None
     if args.locator:
-        loc, lspec = load_predictor(args.locator, args.device)
+        lt, ldirs = resolve_models(args.locator, _is_locator)
+        if lt != 'discup': raise FundusBenchError(f"{args.locator}: a {lt} model, not a disc locator (--locator)")
+        _say_models(args.locator, ldirs); loc, lspec = load_predictor(ldirs[0], args.device)
         kw.update(loc_size=lspec['size'], loc_thr=lspec.get('thr') or 0.5)
     from fundus_bench.postprocess import inference_model    # prepared once, not for every batch of images
     return inference_model(seg, args.device), loc if loc is None else inference_model(loc, args.device), kw
 
+def _is_discup(spec:dict)->bool: return (spec.get('task') or 'discup') != 'discup' or list(spec.get('channels') or ['disc', 'cup'])[:2] == ['disc', 'cup']
+def _is_locator(spec:dict)->bool: return (spec.get('task') or 'discup') == 'discup' and list(spec.get('channels') or []) == ['disc']
+def _say_models(path, dirs): print(describe_models(path, dirs), file=sys.stderr, flush=True)
+
 def _weights(path)->Path:
-    "The weights file of the model at `path` (run folder, `model.json` or weights file)."
+    "The weights file of the model at `path` (model folder, `model.json` or weights file)."
     p = Path(path); d = p if p.is_dir() else p.parent
     if p.is_file() and p.suffix != '.json': return p
     spec = read_json(d/'model.json', {})
     return d/str(spec.get('weights') or 'model.pth')
+
+def _models_hash(path)->str|None:
+    "A hash of the weights (and features classifier) of every model of `path`, a model or a run folder."
+    p = Path(path)
+    if p.is_file() or (p/'model.json').exists() or (p/'model.pth').exists():
+        w = _weights(p); return file_hash(w) if w.is_file() else None
+    fs = sorted(_weights(d) for d, _ in run_models(p)) + [f for f in [p/'features_clf.json'] if f.is_file()]
+    return hashlib.sha256(''.join(f'{f.relative_to(p)}:{file_hash(f)}' for f in fs if f.is_file()).encode()).hexdigest()
 
 def model_settings(args)->dict:
     "The models of `args` (paths and a hash of their weights), as recorded beside results."
     st = {}
     for k in ('model', 'locator'):
         p = getattr(args, k, None)
-        if p: w = _weights(p); st |= {k: str(Path(p).resolve()), f'{k}_sha256': file_hash(w) if w.is_file() else None}
+        if p: st |= {k: str(Path(p).resolve()), f'{k}_sha256': _models_hash(p) if Path(p).exists() else None}
     return st
 
 def _check_out(out, inputs):
@@ -122,6 +136,7 @@ def _check_device(args):
 def _predict(args):
     from fundus_bench.tasks.discup import list_inputs, predict_files   # torch and the models load for the commands that compute
     _check_out(args.out, args.inputs); _check_device(args)
+    if resolve_models(args.model, _is_discup)[0] == 'glaucoma': return _predict_glaucoma(args)
     seg, loc, kw = _load_models(args)
     files = list_inputs(args.inputs, exclude=args.out)
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
@@ -130,14 +145,48 @@ def _predict(args):
     print(f"{s['predicted'] + s['done_earlier']} of {s['n']} images predicted, {s['unreadable']} unreadable: {s['csv']}")
     return 0 if s['predicted'] + s['done_earlier'] or not s['n'] else 1
 
+def _predict_glaucoma(args):
+    "`predict` with a glaucoma run: one CSV row a photograph (probability, each score, the features behind them)."
+    import torch
+    from fundus_bench.tasks.discup import list_inputs
+    from fundus_bench.tasks.glaucoma import load_run, predict_run
+    from fundus_bench.data.io import read_image
+    if args.threads: torch.set_num_threads(args.threads)
+    _say_models(args.model, resolve_models(args.model)[1])
+    run = load_run(args.model, default_device(args.device))
+    files = list_inputs(args.inputs, exclude=args.out)
+    if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
+    out = Path(args.out); check_settings(out, dict(task='glaucoma', reported=run['reported']) | model_settings(args), 'give another --out')
+    rows, ok = [], 0
+    for i in range(0, len(files), args.bs):
+        imgs, fs = [], []
+        for f in files[i:i+args.bs]:
+            try: imgs.append(read_image(f)); fs.append(f)
+            except Exception as e:   # one unreadable file is a row of the table, never the end of the others
+                e = str(e) if isinstance(e, FundusBenchError) else f'{f}: {type(e).__name__}: {e}'
+                rows.append(dict(file=str(f), status='unreadable', error=e)); print(f"  unreadable: {e}", file=sys.stderr)
+        for f, r in zip(fs, predict_run(run, imgs, args.bs, args.device) if imgs else []): rows.append(dict(file=str(f), status='ok', **r)); ok += 1
+    csv = write_csv(out/'glaucoma.csv', rows, list(dict.fromkeys(k for r in rows for k in r)))
+    print(f"{ok} of {len(files)} images scored ({run['reported']} probability), {len(files) - ok} unreadable: {csv}")
+    return 0 if ok else 1
+
 def _evaluate_task(args, task, ds, ss)->tuple:
     "Metrics and rows of a model that is not a disc/cup segmenter, by its task's evaluator."
     import torch
     if args.threads: torch.set_num_threads(args.threads)
-    t = get_task(task)
-    model, spec = t.load(args.model, default_device(args.device))
-    m, rows = t.evaluate(model, spec, ss, device=args.device, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True))
-    return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), **m), rows
+    log = lambda *a: print(*a, file=sys.stderr, flush=True)
+    _, dirs = resolve_models(args.model, _is_discup); _say_models(args.model, dirs)
+    if task == 'glaucoma':
+        from fundus_bench.tasks.glaucoma import load_run, evaluate_run
+        m, rows = evaluate_run(load_run(args.model, default_device(args.device)), ss, device=args.device, bs=args.bs, log=log)
+        return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), **m), rows
+    t = get_task(task); out, rows = {}, []
+    for d in dirs:   # one model, or one point locator a point
+        model, spec = t.load(d, default_device(args.device))
+        m, rs = t.evaluate(model, spec, ss, device=args.device, bs=args.bs, log=log)
+        pre = f"{spec.get('point') or Path(d).name}." if len(dirs) > 1 else ''
+        out |= {f'{pre}{k}': v for k, v in m.items()}; rows += [dict(r, model=str(d)) if pre else r for r in rs]
+    return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), models=[str(d) for d in dirs], **out), rows
 
 def read_names(v:str)->list:
     "Image names from a file (one a line; blank lines and `#` comments skipped) or a comma-separated list."
@@ -155,7 +204,7 @@ def select_names(samples:list, names:list, where:str='')->list:
     return [by[n] for n in dict.fromkeys(names)]
 
 def _evaluate(args):
-    _check_device(args); task = model_task(args.model)
+    _check_device(args); task = resolve_models(args.model, _is_discup)[0]
     ds = get_dataset(args.dataset, args.data, args.split)
     ss = [s for s in ds.samples() if args.domain is None or s.domain == args.domain]
     if args.names: ss = select_names(ss, read_names(args.names), f' in {args.dataset} split {ds.split}')
