@@ -146,29 +146,18 @@ def _predict(args):
     return 0 if s['predicted'] + s['done_earlier'] or not s['n'] else 1
 
 def _predict_glaucoma(args):
-    "`predict` with a glaucoma run: one CSV row a photograph (probability, each score, the features behind them)."
+    "`predict` with a glaucoma run: `glaucoma.csv`, one row a photograph (`tasks.glaucoma.predict_files`)."
     import torch
     from fundus_bench.tasks.discup import list_inputs
-    from fundus_bench.tasks.glaucoma import load_run, predict_run
-    from fundus_bench.data.io import read_image
+    from fundus_bench.tasks.glaucoma import load_run, predict_files
     if args.threads: torch.set_num_threads(args.threads)
     _say_models(args.model, resolve_models(args.model)[1])
     run = load_run(args.model, default_device(args.device))
     files = list_inputs(args.inputs, exclude=args.out)
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
-    out = Path(args.out); check_settings(out, dict(task='glaucoma', reported=run['reported']) | model_settings(args), 'give another --out')
-    rows, ok = [], 0
-    for i in range(0, len(files), args.bs):
-        imgs, fs = [], []
-        for f in files[i:i+args.bs]:
-            try: imgs.append(read_image(f)); fs.append(f)
-            except Exception as e:   # one unreadable file is a row of the table, never the end of the others
-                e = str(e) if isinstance(e, FundusBenchError) else f'{f}: {type(e).__name__}: {e}'
-                rows.append(dict(file=str(f), status='unreadable', error=e)); print(f"  unreadable: {e}", file=sys.stderr)
-        for f, r in zip(fs, predict_run(run, imgs, args.bs, args.device) if imgs else []): rows.append(dict(file=str(f), status='ok', **r)); ok += 1
-    csv = write_csv(out/'glaucoma.csv', rows, list(dict.fromkeys(k for r in rows for k in r)))
-    print(f"{ok} of {len(files)} images scored ({run['reported']} probability), {len(files) - ok} unreadable: {csv}")
-    return 0 if ok else 1
+    s = predict_files(files, run, args.out, model_settings(args), bs=args.bs, device=args.device, log=lambda *a: print(*a, file=sys.stderr, flush=True))
+    print(f"{s['scored']} of {s['n']} images scored ({run['reported']} probability), {s['unreadable']} unreadable: {s['csv']}")
+    return 0 if s['scored'] else 1
 
 def _evaluate_task(args, task, ds, ss)->tuple:
     "Metrics and rows of a model that is not a disc/cup segmenter, by its task's evaluator."

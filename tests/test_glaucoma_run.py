@@ -65,3 +65,16 @@ def test_run_folder_of_several_models(tmp_path):
     shutil.copytree(tmp_path/'run/segmenter', tmp_path/'run/segmenter2')
     r = fb('evaluate', '--model', tmp_path/'run', *args, '--out', tmp_path/'ev2')
     assert r.returncode == 2 and 'Traceback' not in r.stderr and 'holds 2 models that could serve here (segmenter, segmenter2)' in r.stderr
+
+def test_experiment_keeps_what_its_run_folder_needs(tmp_path):
+    "A tiny refuge2_glaucoma run on the embedded crops: out-of-fold rows for the features classifier alone and with the CNN, a run folder that scores another set."
+    r = fb('run', 'refuge2_glaucoma', '-p', 'k', 2, '-p', 'epochs', 1, '-p', 'size', 32, '-p', 'seg_steps', 10, '-p', 'seg_size', 32,
+           '-p', 'preps', 'div255', '-p', 'cross_dataset', 'synthetic', '-p', 'cross_split', 'test', '--runs-dir', tmp_path, '--quiet', timeout=900)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (rd,) = list((tmp_path/'refuge2_glaucoma').iterdir())
+    m = json.loads((rd/'metrics.json').read_text())
+    assert {'features classifier (vCDR, rim, eccentricity)', 'features + CNN ensemble'} <= set(m['results'])
+    assert m['cross']['n'] == 60 and m['cross']['reported'] == 'combined' and {'auroc_cnn', 'auroc_features', 'auroc_combined'} <= set(m['cross'])
+    clf = json.loads((rd/'features_clf.json').read_text())
+    assert clf['combined']['features'][-1] == 'cnn_logit' and len(clf['features']['members']) == 3
+    assert sorted(p.name for p in (rd/'models').iterdir()) == ['fold0_div255', 'fold1_div255', 'seg_fold0', 'seg_fold1']
