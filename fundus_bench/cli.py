@@ -155,7 +155,13 @@ def _predict_glaucoma(args):
     run = load_run(args.model, default_device(args.device))
     files = list_inputs(args.inputs, exclude=args.out)
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
-    s = predict_files(files, run, args.out, model_settings(args), bs=args.bs, device=args.device, log=lambda *a: print(*a, file=sys.stderr, flush=True))
+    loc = None
+    if args.locator:
+        lt, ldirs = resolve_models(args.locator, _is_locator)
+        if lt != 'discup': raise FundusBenchError(f"{args.locator}: a {lt} model, not a disc locator (--locator)")
+        _say_models(args.locator, ldirs); loc = get_task('discup').load(ldirs[0], args.device)
+    s = predict_files(files, run, args.out, model_settings(args), loc, args.crop or 0.25, bs=args.bs, device=args.device,
+                      log=lambda *a: print(*a, file=sys.stderr, flush=True))
     print(f"{s['scored']} of {s['n']} images scored ({run['reported']} probability), {s['unreadable']} unreadable: {s['csv']}")
     return 0 if s['scored'] else 1
 

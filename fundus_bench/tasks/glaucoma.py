@@ -13,7 +13,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from ..core import *
-from ..metrics import discup_features, auroc
+from ..metrics import discup_features, nasal_side, auroc
 from ..models.registry import load_model
 from ..models.classify import predict_glaucoma
 from ..train.classify import cls_dls, classify_learner, fit_classifier, evaluate_glaucoma
@@ -169,9 +169,13 @@ def save_features_clf(out_dir, X, y, names=FEATURES, cnn=None, **kw)->Path:
 # %% ../../nbs/45_tasks.glaucoma.ipynb #g13
 def predict_files(files:list, run:dict, out, # image files, a `load_run` result, the output folder
                   settings:dict|None=None,   # what the results depend on, recorded in `out` (`core.check_settings`)
+                  loc=None,                  # `(model, spec)` of a disc locator: the files are whole photographs
+                  crop:float=0.25,           # with `loc`: crop side, a share of the field of view (the REFUGE crops': a quarter)
                   bs:int=8, device=None, log=print)->dict:
     "Score `files` with a glaucoma run; write `out/glaucoma.csv`; returns counts and the CSV's path."
     from fundus_bench.data.io import read_image
+    from fundus_bench.infer import locate_discs, crop_side
+    from fundus_bench.data.preprocess import disc_crop
     out = Path(out); check_settings(out, dict(task='glaucoma', reported=run['reported']) | (settings or {}), 'give another --out')
     rows, ok = [], 0
     for i in range(0, len(files), bs):
@@ -181,6 +185,12 @@ def predict_files(files:list, run:dict, out, # image files, a `load_run` result,
             except Exception as e:   # one unreadable file is a row of the table, never the end of the others
                 e = str(e) if isinstance(e, FundusBenchError) else f'{f}: {type(e).__name__}: {e}'
                 rows.append(dict(file=str(f), status='unreadable', error=e)); log and log(f"  unreadable: {e}")
-        for f, r in zip(fs, predict_run(run, imgs, bs, device) if imgs else []): rows.append(dict(file=str(f), status='ok', **r)); ok += 1
+        where = [{} for _ in imgs]; nasal = None
+        if loc is not None and imgs:
+            ls = locate_discs(loc[0], imgs, int(loc[1].get('size') or 256), float(loc[1].get('thr') or 0.5), bs, device)
+            nasal = [nasal_side(l['center'][0], im.shape[1]) for im, l in zip(imgs, ls)]
+            where = [dict(disc_x=round(l['center'][0], 1), disc_y=round(l['center'][1], 1), disc_confidence=l['confidence'], nasal=n) for l, n in zip(ls, nasal)]
+            imgs = [disc_crop(im, l['center'], crop_side(crop, l['fov']))[0] for im, l in zip(imgs, ls)]
+        for f, w, r in zip(fs, where, predict_run(run, imgs, bs, device, nasal) if imgs else []): rows.append(dict(file=str(f), status='ok', **w, **r)); ok += 1
     csv = write_csv(out/'glaucoma.csv', rows, list(dict.fromkeys(k for r in rows for k in r)))
     return dict(n=len(files), scored=ok, unreadable=len(files) - ok, csv=csv)
