@@ -4,7 +4,7 @@
 
 # %% ../nbs/70_cli.ipynb #c002
 from __future__ import annotations
-import argparse, sys, json, hashlib
+import argparse, os, sys, json, hashlib
 from pathlib import Path
 from .core import *
 from .core import _json_default
@@ -13,7 +13,8 @@ from .tasks.core import model_task, get_task, resolve_models, run_models, descri
 from .data.catalog import get_dataset
 
 # %% auto #0
-__all__ = ['format_metrics', 'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser', 'main']
+__all__ = ['BENCH_HELP', 'format_metrics', 'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser',
+           'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -298,6 +299,20 @@ def _validate(args):
     print(rep)
     return 0 if rep.ok else 1
 
+def _tutorial(args):
+    "Copy the tutorial into `args.dir` (once: a later call opens the copy) and hand over to JupyterLab on it."
+    import shutil
+    src, dst = project_root()/'nbs'/'tutorial.ipynb', Path(args.dir)/'tutorial.ipynb'
+    lab = shutil.which('jupyter-lab')
+    if lab is None: raise FundusBenchError('JupyterLab is not installed; pip install -e ".[dev]" in the project folder installs it')
+    if dst.exists(): print(f'opening your copy {dst} (delete it to start again from {src})')
+    elif not src.is_file(): raise DataNotFoundError(f'{src}: no tutorial notebook (it ships in the project folder, not in an installed wheel)')
+    else:
+        dst.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(src, dst)
+        print(f'copied the tutorial to {dst}: run and change it there, {src} stays as it is')
+    sys.stdout.flush()
+    os.execv(lab, [lab, str(dst), *[a for a in args.lab_args if a != '--']])
+
 def _experiments(args):
     for k, v in list_experiments().items(): print(f'{k:<24} {v}')
     return 0
@@ -307,7 +322,14 @@ def _runs(args):
         print(f"{r.get('experiment', '?'):<20} {r.get('status', '?'):<12} {r.get('seconds', ''):>8}  {r['run_dir']}")
     return 0
 
-def parser()->argparse.ArgumentParser:
+BENCH_HELP = 'time every model beside a reference: inference, training (fastai vs plain), memory, data pipeline'
+
+def _command(argv)->str|None:
+    "The subcommand named in `argv` (its first word that is not an option)."
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if not str(a).startswith('-')), None)
+
+def parser(bench:bool=True, # False: `bench` without its options (they import torch and fastai: seconds)
+          )->argparse.ArgumentParser:
     "The `fundus-bench` argument parser."
     ap = argparse.ArgumentParser(prog='fundus-bench', description='A research workbench for colour fundus photographs.')
     sub = ap.add_subparsers(dest='cmd', required=True)
@@ -315,24 +337,30 @@ def parser()->argparse.ArgumentParser:
     r = sub.add_parser('run', help='run an experiment notebook with papermill'); r.add_argument('name'); _add_params(r)
     v = sub.add_parser('validate', help='scan a data root: datasets, counts, bad files'); v.add_argument('root', nargs='?', default=None)
     sub.add_parser('experiments', help='list the experiments')
+    t = sub.add_parser('tutorial', help='copy the tutorial to runs/tutorial.ipynb (once) and open it in JupyterLab')
+    t.add_argument('--dir', default='runs', help='folder of the copy (default: ./runs)')
+    t.add_argument('lab_args', nargs=argparse.REMAINDER, metavar='-- JUPYTERLAB_OPTIONS', help='passed to jupyter lab, e.g. -- --no-browser')
     rs = sub.add_parser('runs', help='list the run registry'); rs.add_argument('name', nargs='?'); rs.add_argument('--runs-dir', default='runs')
     _add_predict(sub); _add_evaluate(sub)
     _add_report(sub)
-    from fundus_bench.bench import add_bench_parser
-    add_bench_parser(sub)
+    if bench:
+        from fundus_bench.bench import add_bench_parser
+        add_bench_parser(sub)
+    else: sub.add_parser('bench', help=BENCH_HELP)
     return ap
 
 def main(argv=None)->int:
     "Entry point of the `fundus-bench` command."
     for o in (sys.stdout, sys.stderr):   # file names that are not UTF-8 are printed escaped, on any terminal
         if hasattr(o, 'reconfigure'): o.reconfigure(errors='backslashreplace')
-    args = parser().parse_args(argv)
+    args = parser(bench=_command(argv) == 'bench').parse_args(argv)
     if args.cmd in ('quickstart', 'run', 'run-all', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
     try:
         if args.cmd == 'quickstart': return _run('quickstart', args)
         if args.cmd == 'run': return _run(args.name, args)
         if args.cmd == 'validate': return _validate(args)
         if args.cmd == 'experiments': return _experiments(args)
+        if args.cmd == 'tutorial': return _tutorial(args)
         if args.cmd == 'runs': return _runs(args)
         if args.cmd == 'predict': return _predict(args)
         if args.cmd == 'evaluate': return _evaluate(args)

@@ -4,9 +4,12 @@
 
 # %% ../nbs/00_core.ipynb #c002
 from __future__ import annotations
-import os, json, random, tempfile
+import os, json, random, tempfile, warnings
 from pathlib import Path
 import numpy as np
+
+# fastai's layers use `torch.jit.script`, which this torch deprecates: a warning on every import that no user can act on
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
 __all__ = ['ENCODINGS', 'ENV_DATA', 'MALLOC_SETTINGS', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'BadSamplesError',

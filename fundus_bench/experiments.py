@@ -10,9 +10,9 @@ import yaml
 from .core import *
 
 # %% auto #0
-__all__ = ['RENAMED', 'experiments_dir', 'list_experiments', 'experiment_name', 'find_experiment', 'parse_value', 'parse_params',
-           'git_commit', 'new_run_dir', 'update_run', 'save_metrics', 'pid_alive', 'run_status', 'list_runs',
-           'run_experiment', 'resume_run']
+__all__ = ['RENAMED', 'TERMINAL_ENV', 'KERNEL_ARGS', 'experiments_dir', 'list_experiments', 'experiment_name', 'find_experiment',
+           'parse_value', 'notebook_params', 'parse_params', 'git_commit', 'new_run_dir', 'update_run', 'save_metrics',
+           'pid_alive', 'run_status', 'list_runs', 'run_experiment', 'resume_run']
 
 # %% ../nbs/50_experiments.ipynb #c005
 def experiments_dir()->Path:
@@ -68,6 +68,16 @@ def parse_value(v:str):
         except ValueError: return v if o != v.strip() else o
     if isinstance(o, str) or o is None or isinstance(o, (int, float, bool, list, dict)): return o
     return v
+
+def notebook_params(nb)->dict:
+    "The parameters of notebook `nb` (its `parameters` cell) with their default values (source text where not a Python literal)."
+    import ast, nbformat
+    from papermill.translators import PythonTranslator
+    def _val(s):
+        try: return ast.literal_eval(s)
+        except (ValueError, SyntaxError): return s
+    c = next((c for c in nbformat.read(str(nb), 4).cells if 'parameters' in c.metadata.get('tags', [])), None)
+    return {} if c is None else {o.name: _val(o.default) for o in PythonTranslator.inspect(c)}
 
 def parse_params(pairs)->dict:
     "A dict from `[(key, value), ...]` with YAML-typed values."
@@ -147,19 +157,18 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
                    runs_dir='runs',       # registry root
                    run_dir=None,          # use this folder instead of a new one
                    kernel:str='python3',
-                   log_output:bool=True,  # echo the notebook's output while it runs
+                   log_output:bool=True,  # echo the notebook's printed output (and text progress bars) while it runs
                    timeout:int|None=None):# seconds per cell
     "Execute experiment `name` with papermill into a run folder; return the folder."
     import papermill as pm
-    if log_output: _echo_papermill()
     nb = find_experiment(name)
     exp = next((k for k, v in list_experiments(nb.parent).items() if v == nb), nb.stem)
     run_dir = Path(run_dir) if run_dir else new_run_dir(exp, runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     params = dict(params or {}) | {'out_dir': str(run_dir.resolve())}
-    atomic_write_json(run_dir/'params.json', params)
+    atomic_write_json(run_dir/'params.json', notebook_params(nb) | params)   # every parameter in effect, defaults included
     t0 = time.time()
-    update_run(run_dir, experiment=exp, notebook=str(nb), status='running', started=datetime.datetime.now().isoformat(timespec='seconds'),
+    update_run(run_dir, overridden=sorted(k for k in params if k != 'out_dir'), experiment=exp, notebook=str(nb), status='running', started=datetime.datetime.now().isoformat(timespec='seconds'),
                git_commit=git_commit(), cwd=os.getcwd(), host=platform.node(), python=sys.version.split()[0], pid=os.getpid())
     kids = _children()
     old = signal.signal(signal.SIGTERM, _interrupt_handler(kids)) if _main_thread() else None
@@ -179,13 +188,16 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
     update_run(run_dir, status='done', ended=_now(), seconds=round(time.time() - t0, 1))
     return run_dir
 
-def _echo_papermill():
-    "Print what papermill logs (the notebook's output) on stdout, once."
-    import logging
-    lg = logging.getLogger('papermill')
-    if not any(getattr(h, '_fundus_bench', False) for h in lg.handlers):
-        h = logging.StreamHandler(sys.stdout); h.setFormatter(logging.Formatter('%(message)s')); h._fundus_bench = True
-        lg.addHandler(h); lg.setLevel(logging.INFO); lg.propagate = False
+TERMINAL_ENV = {'FUNDUS_BENCH_PROGRESS': 'console',                              # fastai's bars as text (`train.core`)
+                'PYTHONWARNINGS': 'ignore:`torch.jit.script` is deprecated:FutureWarning'}   # see `core`
+KERNEL_ARGS = ['--IPKernelApp.log_level=ERROR']   # not the kernel's own start-up warnings (e.g. "running over TCP")
+
+class _env:
+    "Context manager: environment variables `kw` set (those already set by the user kept), then restored."
+    def __init__(self, **kw): self.kw = {k: v for k, v in kw.items() if k not in os.environ}
+    def __enter__(self): os.environ.update(self.kw)
+    def __exit__(self, *a):
+        for k in self.kw: os.environ.pop(k, None)
 
 def _children(pid=None)->list:
     "Ids of the live child processes of `pid` (default: this process), from /proc."
@@ -212,10 +224,14 @@ def _stop_children(exclude=(), wait:float=5.):
 
 def _execute(pm, nb, out, params, kernel, log_output, timeout, tries:int=3):
     "papermill's `execute_notebook`, retried when the kernel dies before it starts (e.g. a port taken by a parallel run)."
+    # echoed: what the notebook prints (stdout, stderr); not papermill's cell log nor displays (HTML, images, reprs)
+    echo = dict(stdout_file=sys.stdout, stderr_file=sys.stderr) if log_output else {}
     for i in range(tries):
         try:
-            return pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel, log_output=log_output,
-                                       cwd=os.getcwd(), execution_timeout=timeout, progress_bar=False)
+            with _env(**(TERMINAL_ENV if log_output else {})):
+                return pm.execute_notebook(str(nb), str(out), parameters=params, kernel_name=kernel, log_output=False,
+                                           cwd=os.getcwd(), execution_timeout=timeout, progress_bar=False,
+                                           extra_arguments=KERNEL_ARGS, **echo)
         except RuntimeError as e:
             if 'before replying to kernel_info' not in str(e) or i == tries - 1: raise
             time.sleep(1 + i)
@@ -248,5 +264,6 @@ def resume_run(run_dir,                  # a run folder (holds run.json and para
     if executed.exists(): executed.replace(run_dir/f'{exp}.attempt{len(attempts)}.ipynb')
     keep = {k: v for k, v in info.items() if k not in ('status', 'ended', 'seconds', 'error')}
     atomic_write_json(run_dir/'run.json', keep | {'attempts': attempts})
-    params = {k: v for k, v in params.items() if k != 'out_dir'}
+    ov = info.get('overridden')   # runs recorded before every default was written: all of params.json
+    params = {k: v for k, v in params.items() if k != 'out_dir' and (ov is None or k in ov)}
     return run_experiment(str(nb), params, run_dir=run_dir, log_output=log_output, timeout=timeout, kernel=kernel)

@@ -13,7 +13,8 @@ from .published import published_results, paper_of, PAPERS
 
 # %% auto #0
 __all__ = ['CSS', 'data_fingerprint', 'run_data_root', 'esc', 'img_tag', 'kv_table', 'df_html', 'fmt_seconds', 'results_table',
-           'published_for', 'curves_png', 'latest_runs', 'run_section', 'write_report', 'fake_run']
+           'published_for', 'curves_png', 'curves_html', 'runs_by_experiment', 'latest_runs', 'run_section',
+           'write_report', 'fake_run']
 
 # %% ../nbs/57_report.ipynb #c006
 def data_fingerprint(root)->dict:
@@ -100,6 +101,16 @@ def curves_png(run_dir, width=700, height=320)->bytes|None:
     if not h: return None
     return curves_fig(h).to_image(format='png', width=width, height=height)
 
+def curves_html(run_dir, width=700, height=320)->str|None:
+    "Training curves of a run: the plotly figure (hover, zoom), and its PNG for a reader without JavaScript; None without history."
+    from fundus_bench.viz import curves_fig, read_history
+    h = read_history(run_dir)
+    if not h: return None
+    fig = curves_fig(h).update_layout(width=width, height=height)
+    png = fig.to_image(format='png', width=width, height=height)
+    return (f'<div class="plot">{fig.to_html(full_html=False, include_plotlyjs=False, config=dict(displaylogo=False))}</div>'
+            f'<noscript>{img_tag(png, "training curves")}</noscript>')
+
 # %% ../nbs/57_report.ipynb #c016
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
 h1{margin-bottom:0} .sub{color:#666;margin-top:4px} section{border-top:2px solid #ddd;margin-top:28px;padding-top:8px}
@@ -108,28 +119,49 @@ th{background:#f4f4f4} .cols{display:flex;gap:28px;flex-wrap:wrap;align-items:fl
 .status{display:inline-block;padding:2px 10px;border-radius:10px;color:white;font-weight:600}
 .done{background:#2a8a3a} .failed,.interrupted,.unreadable{background:#c0392b} .running{background:#d68910} .none{background:#888}
 pre.err{background:#fdecea;border:1px solid #c0392b;padding:8px;white-space:pre-wrap;font-size:12px}
-img{max-width:100%;border:1px solid #eee;margin:4px;vertical-align:top} .figs img{max-width:620px} .note{color:#666;font-size:12px}"""
+img{max-width:100%;border:1px solid #eee;margin:4px;vertical-align:top} .figs img{max-width:900px} .note{color:#666;font-size:12px}
+figure{margin:8px 0} figcaption{font-size:13px;color:#444}"""
+
+def runs_by_experiment(runs_dir='runs', run_dirs=None)->dict:
+    "Experiment -> its registry entries, oldest first (of `run_dirs` when given, else of every run under `runs_dir`)."
+    if run_dirs: ents = [(read_json(Path(d)/'run.json', {}) or {}) | {'run_dir': str(d)} for d in run_dirs]
+    else: ents = list_runs(runs_dir)
+    out = {}
+    for e in sorted(ents, key=lambda e: e.get('started', '')): out.setdefault(e.get('experiment') or Path(e['run_dir']).parent.name, []).append(e)
+    return out
 
 def latest_runs(runs_dir='runs', run_dirs=None)->dict:
     "Experiment -> registry entry of its latest run (of `run_dirs` when given, else every run under `runs_dir`)."
-    if run_dirs:
-        ents = [(read_json(Path(d)/'run.json', {}) or {}) | {'run_dir': str(d)} for d in run_dirs]
-    else: ents = list_runs(runs_dir)
-    out = {}
-    for e in sorted(ents, key=lambda e: e.get('started', '')):
-        out[e.get('experiment') or Path(e['run_dir']).parent.name] = e
-    return out
+    return {k: v[-1] for k, v in runs_by_experiment(runs_dir, run_dirs).items()}
 
-def run_section(exp:str, info:dict)->str:
+def _href(p, base)->str:
+    "A link to file or folder `p` relative to the report's folder `base`."
+    return esc(Path(os.path.relpath(Path(p).resolve(), Path(base).resolve())).as_posix())
+
+def _figure(png:Path)->str:
+    "A run's PNG, with what its colours mean when it is a contour overlay."
+    from fundus_bench.viz import LEGEND_TEXT
+    cap = f'<figcaption>{esc(png.name)}' + (f': {esc(LEGEND_TEXT)}' if 'overlay' in png.name else '') + '</figcaption>'
+    return f'<figure>{img_tag(png, png.name)}{cap}</figure>'
+
+def run_section(exp:str, info:dict,
+                base='.',        # the report's folder: links are relative to it
+                others=(),       # other runs of the experiment, not shown: named, with their status
+                sid:str|None=None)->str:
     "The HTML section of one experiment's run."
     d = Path(info['run_dir']); st = info.get('status', '?')
-    h = [f'<section id="{esc(exp)}"><h2>{esc(exp)} <span class="status {esc(st)}">{esc(st)}</span></h2>']
+    h = [f'<section id="{esc(sid or exp)}"><h2>{esc(exp)} <span class="status {esc(st)}">{esc(st)}</span></h2>']
+    if others: h.append(f'<p class="note">the latest of {len(others) + 1} runs of this experiment; not shown: ' + ', '.join(
+        f'<a href="{_href(o["run_dir"], base)}">{esc(Path(o["run_dir"]).name)}</a> ({esc(o.get("status", "?"))})' for o in others) + '</p>')
     if info.get('error'): h.append(f'<pre class="err">{esc(info["error"])}</pre>')
     meta = {'run folder': d, 'started': info.get('started', ''), 'ended': info.get('ended', ''), 'took': fmt_seconds(info.get('seconds')),
-            'code version': info.get('git_commit') or 'unknown', 'data': _fingerprint(d), 'host': info.get('host', ''),
-            'notebook': f"{d.name}/{info.get('experiment', exp)}.ipynb (executed)"}
-    params = {k: v for k, v in (read_json(d/'params.json', {}) or {}).items() if k != 'out_dir'}
-    h.append(f'<div class="cols"><div><h3>Run</h3>{kv_table(meta)}</div><div><h3>Parameters</h3>{kv_table(params)}</div></div>')
+            'code version': info.get('git_commit') or 'unknown', 'data': _fingerprint(d), 'host': info.get('host', '')}
+    nb = d/f"{info.get('experiment', exp)}.ipynb"
+    link = f'<p>executed notebook: <a href="{_href(nb, base)}">{esc(nb.name)}</a></p>' if nb.exists() else '<p class="note">no executed notebook</p>'
+    ov = info.get('overridden')
+    params = {k + (' *' if ov and k in ov else ''): v for k, v in (read_json(d/'params.json', {}) or {}).items() if k != 'out_dir'}
+    pnote = '<p class="note">* given for this run; the others are the notebook defaults</p>' if ov else ''
+    h.append(f'<div class="cols"><div><h3>Run</h3>{kv_table(meta)}{link}</div><div><h3>Parameters</h3>{kv_table(params)}{pnote}</div></div>')
     res, pub = results_table(d), published_for(exp)
     h.append('<div class="cols">')
     h.append(f'<div><h3>This run</h3>{df_html(res) if res is not None else "<p class=note>no results recorded</p>"}</div>')
@@ -137,32 +169,40 @@ def run_section(exp:str, info:dict)->str:
     h.append('</div>')
     figs = []
     try:
-        c = curves_png(d)
-        if c: figs.append(img_tag(c, 'training curves'))
+        c = curves_html(d)
+        if c: figs.append(c)
     except Exception as e: figs.append(f'<p class="note">training curves not drawn: {esc(e)}</p>')
-    figs += [img_tag(p, p.name) for p in sorted(d.glob('*.png'))]
+    figs += [_figure(p) for p in sorted(d.glob('*.png'))]
     if figs: h.append(f'<h3>Figures</h3><div class="figs">{"".join(figs)}</div>')
     return ''.join(h) + '</section>'
 
-def write_report(run_dirs=None,          # run folders to show (default: the latest run of each experiment)
+def write_report(run_dirs=None,          # run folders to show, every one (default: the latest run of each experiment)
                  runs_dir='runs',        # registry root
                  out='report.html',
                  title:str='fundus_bench results')->Path:
     "Write the self-contained HTML report; returns its path."
-    runs = latest_runs(runs_dir, run_dirs); _FP.clear()
-    never = [] if run_dirs else [e for e in list_experiments() if e not in runs]
-    rows = ''.join(f'<tr><td><a href="#{esc(k)}">{esc(k)}</a></td><td><span class="status {esc(v.get("status", "?"))}">{esc(v.get("status", "?"))}</span></td>'
+    byexp = runs_by_experiment(runs_dir, run_dirs); _FP.clear(); base = Path(out).parent
+    shown = [(k, e, [] if run_dirs else es[:-1], f'{k}-{Path(e["run_dir"]).name}' if run_dirs and len(es) > 1 else k)
+             for k, es in byexp.items() for e in (es if run_dirs else es[-1:])]
+    never = [] if run_dirs else [e for e in list_experiments() if e not in byexp]
+    rows = ''.join(f'<tr><td><a href="#{esc(sid)}">{esc(k)}</a></td><td><span class="status {esc(v.get("status", "?"))}">{esc(v.get("status", "?"))}</span></td>'
                    f'<td>{esc(v.get("started", ""))}</td><td>{esc(fmt_seconds(v.get("seconds")))}</td><td>{esc(v.get("git_commit") or "")}</td></tr>'
-                   for k, v in runs.items())
+                   for k, v, _, sid in shown)
     rows += ''.join(f'<tr><td>{esc(k)}</td><td><span class="status none">not run</span></td><td></td><td></td><td></td></tr>' for k in never)
     now = datetime.datetime.now().isoformat(timespec='seconds')
-    body = [f'<h1>{esc(title)}</h1><p class="sub">generated {esc(now)} · code {esc(git_commit() or "unknown")} · {len(runs)} experiment(s)</p>',
+    body = [f'<h1>{esc(title)}</h1><p class="sub">generated {esc(now)} · code {esc(git_commit() or "unknown")} · {len(byexp)} experiment(s)'
+            + ('' if run_dirs else ' · the latest run of each') + '</p>',
             f'<table><tr><th>experiment</th><th>status</th><th>started</th><th>took</th><th>code version</th></tr>{rows}</table>']
-    body += [run_section(k, v) for k, v in runs.items()]
-    page = f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{esc(title)}</title><style>{CSS}</style></head><body>{"".join(body)}</body></html>'
+    body += [run_section(k, v, base, others, sid) for k, v, others, sid in shown]
+    js = ''
+    if any('class="plot"' in b for b in body):   # plotly.js once, inline: the page stays self-contained
+        from plotly.offline import get_plotlyjs
+        js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    page = f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{esc(title)}</title><style>{CSS}</style>{js}</head><body>{"".join(body)}</body></html>'
     out = atomic_write_bytes(Path(out), page.encode())
     out.chmod(0o644)   # a page to share, not a private temporary file
     return out
+
 
 # %% ../nbs/57_report.ipynb #c018
 def fake_run(runs_dir, exp:str, status='done', stamp='20260101-000000', params=None, metrics=None, table=None, png=True, error=None)->Path:

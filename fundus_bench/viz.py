@@ -12,13 +12,23 @@ from .metrics import vcdr
 from .metrics import aupr
 
 # %% auto #0
-__all__ = ['TRUTH_COLOURS', 'PRED_COLOURS', 'TRUTH_CSS', 'PRED_CSS', 'ERR_COLOURS', 'draw_contours', 'overlay_contours',
-           'image_grid', 'save_png', 'save_fig', 'contour_xy', 'contour_fig', 'points_fig', 'error_map', 'error_fig',
-           'read_history', 'curves_fig', 'pr_fig', 'bland_altman', 'vcdr_fig', 'domain_heatmap']
+__all__ = ['TRUTH_COLOURS', 'PRED_COLOURS', 'LEGEND_TEXT', 'LEGEND_HTML', 'TRUTH_LEGEND_HTML', 'TRUTH_CSS', 'PRED_CSS',
+           'ERR_COLOURS', 'vcdr_text', 'draw_contours', 'overlay_contours', 'image_grid', 'save_png', 'save_fig',
+           'contour_xy', 'contour_fig', 'points_fig', 'error_map', 'error_fig', 'read_history', 'curves_fig', 'pr_fig',
+           'bland_altman', 'vcdr_fig', 'domain_heatmap']
 
 # %% ../nbs/55_viz.ipynb #c005
 TRUTH_COLOURS = ((0, 255, 0), (0, 200, 0))
 PRED_COLOURS = ((40, 120, 255), (255, 0, 255))
+LEGEND_TEXT = 'green: ground-truth disc and cup outlines; blue: predicted disc; magenta: predicted cup'
+_css = lambda c: '#%02x%02x%02x' % c
+_key = lambda c, s: f"<span style='color:{_css(c)};font-size:150%'>■</span> {s}"
+LEGEND_HTML = ' '.join(_key(c, s) for c, s in ((TRUTH_COLOURS[0], 'truth disc &amp; cup'), (PRED_COLOURS[0], 'predicted disc'), (PRED_COLOURS[1], 'predicted cup')))
+TRUTH_LEGEND_HTML = _key(TRUTH_COLOURS[0], 'ground-truth disc &amp; cup outlines')
+
+def vcdr_text(m:np.ndarray, who:str='pred', digits:int=2)->str:
+    "`'pred vCDR 0.45'`, or `'pred: no disc'` when the disc plane of `m` is empty (a vCDR of 0 would mislead)."
+    return f'{who} vCDR {vcdr(m):.{digits}f}' if m[0].any() else f'{who}: no disc'
 
 def draw_contours(img:np.ndarray, msk:np.ndarray, colours=TRUTH_COLOURS, thickness:int|None=None)->np.ndarray:
     "Draw the outline of each plane of `msk` (C,H,W) on `img` in place; return it."
@@ -42,10 +52,10 @@ def overlay_contours(img:np.ndarray, truth:np.ndarray|None=None, pred:np.ndarray
                        for m in (truth, pred)]
     out = np.ascontiguousarray(img.copy())
     lines = []
-    if truth is not None: draw_contours(out, truth, TRUTH_COLOURS); lines.append((f'true vCDR {vcdr(truth):.2f}', TRUTH_COLOURS[0]))
-    if pred is not None: draw_contours(out, pred, PRED_COLOURS); lines.append((f'pred vCDR {vcdr(pred):.2f}', PRED_COLOURS[0]))
+    if truth is not None: draw_contours(out, truth, TRUTH_COLOURS); lines.append((vcdr_text(truth, 'true'), TRUTH_COLOURS[0]))
+    if pred is not None: draw_contours(out, pred, PRED_COLOURS); lines.append((vcdr_text(pred), PRED_COLOURS[0]))
     if text:
-        sc = max(0.5, min(out.shape[:2])/600)
+        sc = max(0.6, min(out.shape[:2])/400)   # readable when a grid of 256-px overlays is shown at half size
         for i, (s, c) in enumerate(lines):
             org, th, d = (int(8*sc), int((i + 1)*26*sc)), max(1, int(sc)), max(1, round(sc))
             for dx in (-d, 0, d):   # a dark halo: the same glyphs shifted (a thicker stroke would also widen the advance)
@@ -88,7 +98,8 @@ def save_fig(fig:go.Figure, path, width:int=800, height:int=600)->Path:
     return atomic_write_bytes(path, fig.to_image(format='png', width=width, height=height, scale=1))
 
 def _img_layout(fig, title=None, top=None):
-    fig.update_xaxes(visible=False); fig.update_yaxes(visible=False, scaleanchor='x')
+    fig.update_xaxes(visible=False); fig.update_yaxes(visible=False)
+    for k in [k for k in fig.layout.to_plotly_json() if k.startswith('yaxis')]: fig.layout[k].scaleanchor = 'x' + k[5:]   # each panel to its own x
     return fig.update_layout(title=title, margin=dict(l=10, r=10, t=top or (40 if title else 10), b=10), plot_bgcolor='white',
                              legend=dict(orientation='h', y=-0.02, yanchor='top'))
 
@@ -115,7 +126,7 @@ def contour_fig(img:np.ndarray, truth:np.ndarray|None=None, pred:np.ndarray|None
         for plane, col, part in zip(m, cols, ('disc', 'cup')):
             x, y = contour_xy(plane)
             fig.add_scatter(x=x, y=y, mode='lines', line=dict(color=col, width=2), name=f'{who} {part}')
-        txt.append(f"<span style='color:{cols[0]}'>{who} vCDR {vcdr(m):.2f}</span>")
+        txt.append(f"<span style='color:{cols[0]}'>{vcdr_text(m, who)}</span>")
     for pts, sym, who in ((true_points, 'circle-open', 'true'), (points, 'x', 'pred')):
         for k, (x, y) in (pts or {}).items():
             fig.add_scatter(x=[x], y=[y], mode='markers', name=f'{who} {k}',
@@ -165,7 +176,8 @@ def curves_fig(src, title:str|None=None)->go.Figure:
     for k in keys:
         ep = [r.get('epoch', i) for i, r in enumerate(h) if k in r]
         fig.add_scatter(x=ep, y=[r[k] for r in h if k in r], mode='lines+markers', name=k, row=1, col=1 if 'loss' in k else 2)
-    fig.update_xaxes(title='epoch')
+    n = max((r.get('epoch', i) for i, r in enumerate(h)), default=0)
+    fig.update_xaxes(title='epoch', tickformat='d', **(dict(tick0=0, dtick=1) if n <= 20 else {}))   # whole epochs only
     return fig.update_layout(title=title, margin=dict(l=50, r=10, t=60, b=40))
 
 # %% ../nbs/55_viz.ipynb #c019

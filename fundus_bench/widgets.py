@@ -11,16 +11,23 @@ import ipywidgets as W
 from PIL import Image
 from .core import *
 from .metrics import vcdr, dice
-from .viz import overlay_contours, draw_contours
+from .viz import overlay_contours, draw_contours, vcdr_text, LEGEND_HTML, TRUTH_LEGEND_HTML
 
 # %% auto #0
-__all__ = ['LESION_RGB', 'png_bytes', 'draw_points', 'render_sample', 'DatasetBrowser', 'browse', 'model_runs', 'ModelExplorer',
-           'explore', 'run_summary', 'compare_table', 'RunComparer', 'compare']
+__all__ = ['LESION_RGB', 'png_bytes', 'stepper', 'draw_points', 'render_sample', 'DatasetBrowser', 'browse', 'model_runs',
+           'ModelExplorer', 'explore', 'run_label', 'run_summary', 'compare_table', 'differing', 'compare_html',
+           'RunComparer', 'compare']
 
 # %% ../nbs/56_widgets.ipynb #c005
 def png_bytes(img:np.ndarray)->bytes:
     "PNG encoding of an RGB uint8 array."
     b = io.BytesIO(); Image.fromarray(img).save(b, format='PNG'); return b.getvalue()
+
+def stepper(s:W.IntSlider)->tuple:
+    "`(box, prev, next)`: slider `s` between buttons that move it one step back and forward (fine steps over hundreds of images)."
+    b = [W.Button(description=t, tooltip=tt, layout=W.Layout(width='40px')) for t, tt in (('◀', 'previous'), ('▶', 'next'))]
+    for o, d in zip(b, (-1, 1)): o.on_click(lambda _, d=d: setattr(s, 'value', min(s.max, max(s.min, s.value + d))))
+    return W.HBox([b[0], s, b[1]]), *b
 
 LESION_RGB = [(255, 255, 0), (255, 60, 60), (80, 200, 255), (255, 140, 0), (200, 100, 255)]
 
@@ -40,7 +47,7 @@ def render_sample(s:Sample, size:int=384)->tuple:
     img = load_image(s); txt = [f'{s.dataset} / {s.split} / {s.name}', f'{img.shape[1]}×{img.shape[0]} px']
     k = size/max(img.shape[:2])
     if s.encoding in ('ternary', 'softmap', 'binary'):
-        m = load_discup(s, shape=img.shape[:2]); out = overlay_contours(img, m, size=size); txt.append(f'vCDR {vcdr(m):.3f}')
+        m = load_discup(s, shape=img.shape[:2]); out = overlay_contours(img, m, size=size); txt += [f'vCDR {vcdr(m):.3f}', f'<small>{TRUTH_LEGEND_HTML}</small>']
     else:
         out = cv2.resize(img, (round(img.shape[1]*k), round(img.shape[0]*k)), interpolation=cv2.INTER_AREA)
         if s.encoding == 'lesions':
@@ -73,7 +80,8 @@ class DatasetBrowser:
         self.image, self.info = W.Image(format='png'), W.HTML()
         self.release.observe(self._on_release, 'value'); self.split.observe(self._on_split, 'value')
         self.index.observe(lambda _: self.show(), 'value')
-        self.widget = W.VBox([W.HBox([self.release, self.split]), self.index, W.HBox([self.image, self.info])])
+        steps, self.prev, self.next = stepper(self.index)
+        self.widget = W.VBox([W.HBox([self.release, self.split]), steps, W.HBox([self.image, self.info])])
         self._on_release()
 
     def _on_release(self, *_):
@@ -93,7 +101,7 @@ class DatasetBrowser:
     def show(self):
         if not self.samples: self.info.value = 'no images'; return
         img, txt = render_sample(self.sample, self.size)
-        self.image.value = png_bytes(img); self.info.value = '<br>'.join(txt)
+        self.image.value = png_bytes(img); self.info.value = '<br>'.join(txt + [f'{self.index.value + 1} of {len(self.samples)}'])
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -135,7 +143,8 @@ class ModelExplorer:
         self.image, self.info = W.Image(format='png'), W.HTML()
         self.run.observe(lambda _: self._load(), 'value')
         for w in (self.index, self.thr, self.tta): w.observe(lambda _: self.show(), 'value')
-        self.widget = W.VBox([self.run, W.HBox([self.index, self.thr, self.tta]), W.HBox([self.image, self.info])])
+        steps, self.prev, self.next = stepper(self.index)
+        self.widget = W.VBox([self.run, W.HBox([steps, self.thr, self.tta]), W.HBox([self.image, self.info])])
         self._load()
 
     def _samples(self):
@@ -173,10 +182,11 @@ class ModelExplorer:
         self.pred = clean_discup(p[:2], self.thr.value)
         truth = load_discup(s, shape=img.shape[:2]) if s.encoding in ('ternary', 'softmap', 'binary') else None
         self.image.value = png_bytes(overlay_contours(img, truth, self.pred, size=self.size))
-        txt = [s.name, f'threshold {self.thr.value:.2f}' + (', TTA' if self.tta.value else ''), f'pred vCDR {vcdr(self.pred):.3f}']
+        txt = [f'{s.name} ({self.index.value + 1} of {len(self.samples)})', f'threshold {self.thr.value:.2f}' + (', TTA' if self.tta.value else ''),
+               vcdr_text(self.pred, digits=3) + ('' if self.pred[0].any() else ' (nothing above the threshold)')]
         if truth is not None:
-            txt += [f'true vCDR {vcdr(truth):.3f}', f'Dice disc {dice(self.pred[0], truth[0]):.3f}', f'Dice cup {dice(self.pred[1], truth[1]):.3f}']
-        self.info.value = '<br>'.join(txt)
+            txt += [vcdr_text(truth, 'true', 3), f'Dice disc {dice(self.pred[0], truth[0]):.3f}', f'Dice cup {dice(self.pred[1], truth[1]):.3f}']
+        self.info.value = '<br>'.join(txt + [f'<small>{LEGEND_HTML}</small>'])
 
     def _ipython_display_(self):
         from IPython.display import display
@@ -189,25 +199,54 @@ def explore(run_dir,           # a run folder with a model, or a registry folder
     return ModelExplorer(run_dir, data, dataset, split, size, device)
 
 # %% ../nbs/56_widgets.ipynb #c013
-def run_summary(run_dir)->dict:
-    "Status, duration, parameters and scalar final metrics of a run folder, flat."
+def _run_files(run_dir)->tuple:
     from fundus_bench.experiments import read_json
-    d = Path(run_dir); info = read_json(d/'run.json', {}) or {}
-    out = {'experiment': info.get('experiment', d.parent.name), 'status': info.get('status', '?'), 'seconds': info.get('seconds')}
-    out |= {f'param {k}': v for k, v in (read_json(d/'params.json', {}) or {}).items() if k != 'out_dir' and not isinstance(v, (dict, list))}
-    out |= {k: v for k, v in (read_json(d/'metrics.json', {}) or {}).items() if isinstance(v, (int, float, str, bool)) or v is None}
+    d = Path(run_dir)
+    return tuple(read_json(d/f, {}) or {} for f in ('run.json', 'params.json', 'metrics.json'))
+
+def run_label(run_dir)->str:
+    "A run as a person names it: `experiment YYYY-MM-DD HH:MM:SS`."
+    info = _run_files(run_dir)[0]
+    return f"{info.get('experiment', Path(run_dir).parent.name)} {str(info.get('started') or Path(run_dir).name).replace('T', ' ')}"
+
+def run_summary(run_dir)->dict:
+    "Status, duration, every parameter in effect and the scalar final metrics of a run folder: one entry per name."
+    info, params, m = _run_files(run_dir)
+    ov = info.get('overridden')
+    out = {'experiment': info.get('experiment', Path(run_dir).parent.name), 'status': info.get('status', '?'), 'seconds': info.get('seconds'),
+           'parameters given': '?' if ov is None else ', '.join(ov) or '(none: the defaults)'}
+    out |= {k: v for k, v in params.items() if k != 'out_dir' and not isinstance(v, (dict, list))}
+    for k, v in m.items():   # a result named like a parameter is the value that was used (e.g. `epochs` worked out from `steps`)
+        if (isinstance(v, (int, float, str, bool)) or v is None) and (out.get(k) is None): out[k] = v
     return out
 
 def compare_table(run_dirs)->pd.DataFrame:
-    "Runs side by side: one column per run, one row per status, parameter or metric."
-    return pd.DataFrame({f'{Path(r).parent.name}/{Path(r).name}': run_summary(r) for r in run_dirs})
+    "Runs side by side: one column per run (labelled by experiment and start time), one row per status, parameter or metric."
+    labels = [run_label(r) for r in run_dirs]
+    labels = [l if labels.count(l) == 1 else f'{l} ({Path(r).name})' for l, r in zip(labels, run_dirs)]
+    return pd.DataFrame({l: run_summary(r) for l, r in zip(labels, run_dirs)})
+
+def differing(df:pd.DataFrame)->list:
+    "Rows of a `compare_table` whose values are not the same in every run."
+    return [k for k, r in df.iterrows() if len({str(v) for v in r.where(r.notna(), '')}) > 1]
+
+def compare_html(df:pd.DataFrame, given:list|None=None)->str:
+    "`df` as an HTML table: rows that differ between runs highlighted, parameters given for a run (`given`, one list per column) starred."
+    import html
+    fmt = lambda v: '' if v is None or (isinstance(v, float) and np.isnan(v)) else f'{v:.4g}' if isinstance(v, float) else str(v)
+    diff, given, hl = set(differing(df)), given or [[]]*df.shape[1], ' style="background:#fff3bf"'
+    head = ''.join(f'<th>{html.escape(str(c))}</th>' for c in df.columns)
+    rows = ''.join(f"<tr{hl if k in diff else ''}><th>{html.escape(str(k))}</th>" +
+                   ''.join(f"<td>{html.escape(fmt(v))}{' *' if k in g else ''}</td>" for v, g in zip(r, given)) + '</tr>' for k, r in df.iterrows())
+    return (f'<table class="dataframe"><tr><th></th>{head}</tr>{rows}</table>'
+            '<small>highlighted: differs between these runs; *: given for that run (the others are the notebook defaults)</small>')
 
 class RunComparer:
     "Pick runs from the registry; their parameters and metrics side by side."
     def __init__(self, runs_dir='runs'):
         from fundus_bench.experiments import list_runs
         self.runs = [Path(r['run_dir']) for r in list_runs(runs_dir)]
-        self.pick = W.SelectMultiple(options=[(f'{r.parent.name}/{r.name}', r) for r in self.runs], description='runs',
+        self.pick = W.SelectMultiple(options=[(run_label(r), r) for r in self.runs], description='runs',
                                      rows=min(10, max(2, len(self.runs))), layout=W.Layout(width='60%'))
         self.table = W.HTML()
         self.pick.observe(lambda _: self.show(), 'value')
@@ -217,7 +256,8 @@ class RunComparer:
     def show(self):
         df = compare_table(self.pick.value) if self.pick.value else pd.DataFrame()
         self.df = df
-        self.table.value = df.to_html(na_rep='', float_format=lambda v: f'{v:.4g}') if len(df) else '<i>pick runs</i>'
+        given = [_run_files(r)[0].get('overridden') or [] for r in self.pick.value]
+        self.table.value = compare_html(df, given) if len(df) else '<i>pick runs</i>'
 
     def _ipython_display_(self):
         from IPython.display import display

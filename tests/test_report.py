@@ -17,10 +17,12 @@ def test_report_fake_runs(tmp_path):
     out = write_report(runs_dir=tmp_path, out=tmp_path/'report.html')
     s = out.read_text()
     assert s.startswith('<!DOCTYPE html>') and s.count('<section') == 2
-    assert 'RF-Net' in s and f'Published ({PAPERS["rfnet"]})' in s              # published rows beside the run's table
-    assert s.count('data:image/png;base64,') == 2                      # training curves + the run's PNG
+    assert 'RF-Net' in s and f'Published ({PAPERS["rfnet"]})' in s               # published rows beside the run's table
+    head, body = s.split('</head>')                                     # plotly.js, inline, in the head
+    assert body.count('data:image/png;base64,') == 2                   # training curves (for readers without JavaScript) + the run's PNG
+    assert 'Plotly.newPlot' in body and head.count('<script') == 1     # the curves interactive, plotly.js once
     assert fp['hash'] in s
-    assert not re.search(r'(src|href)="https?:', s)                    # self-contained
+    assert not re.search(r'(src|href)="https?:', body)                 # self-contained
 
 
 def test_report_escapes(tmp_path):

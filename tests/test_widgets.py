@@ -39,7 +39,8 @@ def test_comparer(tmp_path):
     for i in range(3): fake_run(tmp_path, 'exp', stamp=f'2026010{i + 1}-000000', params={'lr': i}, metrics={'dice_disc': i/10})
     c = compare(tmp_path)
     assert c.df.shape[1] == 2
-    c.pick.value = tuple(c.runs[:1]); assert c.df.shape[1] == 1 and 'param lr' in c.table.value
+    assert '<tr style="background:#fff3bf"><th>lr</th>' in c.table.value   # the learning rates differ: marked
+    c.pick.value = tuple(c.runs[:1]); assert c.df.shape[1] == 1 and '<th>lr</th>' in c.table.value
 
 
 def test_widgets_in_kernel(model_run, tmp_path):

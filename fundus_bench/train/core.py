@@ -22,7 +22,8 @@ from ..models.registry import *
 from ..models.registry import _ARCH_ALIASES, _legacy_spec
 
 # %% auto #0
-__all__ = ['OPTS', 'SCHEDULES', 'get_opt', 'seg_learner', 'step_sched', 'fit_schedule', 'epochs_for_steps', 'save_learner']
+__all__ = ['OPTS', 'SCHEDULES', 'PROGRESS_ENV', 'get_opt', 'seg_learner', 'step_sched', 'fit_schedule', 'epochs_for_steps',
+           'save_learner', 'console_progress']
 
 # %% ../../nbs/30_train.core.ipynb #c015
 OPTS = {'adam': Adam, 'sgd': SGD, 'rmsprop': RMSProp}   # fastai's Adam decouples weight decay (AdamW)
@@ -87,3 +88,15 @@ def save_learner(learn:Learner, out_dir, **kwargs)->Path:
     "`save_model` for a Learner built by `seg_learner` (architecture and size taken from the Learner)."
     kwargs.setdefault('size', getattr(learn, 'size', None))
     return save_model(learn.model, out_dir, getattr(learn, 'arch', 'unet'), getattr(learn, 'arch_kw', {}), **kwargs)
+
+# %% ../../nbs/30_train.core.ipynb #c020
+import os
+
+PROGRESS_ENV = 'FUNDUS_BENCH_PROGRESS'
+
+def console_progress(on:bool=True):
+    "fastai's progress bars and epoch table as text (`on`) or as the notebook's HTML."
+    import fastai.callback.progress as fcp, fastprogress.fastprogress as fpg
+    fcp.master_bar, fcp.progress_bar = fpg.force_console_behavior() if on else (fpg.master_bar, fpg.progress_bar)
+
+if os.environ.get(PROGRESS_ENV) == 'console': console_progress()   # set by `experiments.run_experiment` for a terminal
