@@ -150,10 +150,10 @@ def _predict_glaucoma(args):
     "`predict` with a glaucoma run: `glaucoma.csv`, one row a photograph (`tasks.glaucoma.predict_files`)."
     import torch
     from fundus_bench.tasks.discup import list_inputs
-    from fundus_bench.tasks.glaucoma import load_run, predict_files
+    from fundus_bench.tasks.glaucoma import load_run, predict_files, run_summary
     if args.threads: torch.set_num_threads(args.threads)
     _say_models(args.model, resolve_models(args.model)[1])
-    run = load_run(args.model, default_device(args.device))
+    run = load_run(args.model, default_device(args.device)); print(run_summary(run), file=sys.stderr)
     files = list_inputs(args.inputs, exclude=args.out)
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
     loc = None
@@ -173,8 +173,9 @@ def _evaluate_task(args, task, ds, ss)->tuple:
     log = lambda *a: print(*a, file=sys.stderr, flush=True)
     _, dirs = resolve_models(args.model, _is_discup); _say_models(args.model, dirs)
     if task == 'glaucoma':
-        from fundus_bench.tasks.glaucoma import load_run, evaluate_run
-        m, rows = evaluate_run(load_run(args.model, default_device(args.device)), ss, device=args.device, bs=args.bs, log=log)
+        from fundus_bench.tasks.glaucoma import load_run, evaluate_run, run_summary
+        run = load_run(args.model, default_device(args.device)); log(run_summary(run))
+        m, rows = evaluate_run(run, ss, device=args.device, bs=args.bs, log=log)
         return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), **m), rows
     t = get_task(task); out, rows = {}, []
     for d in dirs:   # one model, or one point locator a point

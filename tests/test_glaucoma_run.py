@@ -31,6 +31,7 @@ def test_evaluate_glaucoma_run(glaucoma_run, tmp_path):
            '--names', 'g_A_train_0008,g_A_train_0009,n_A_train_0000', '--device', 'cpu', '--out', tmp_path/'ev')
     assert r.returncode == 0, r.stderr[-2000:]
     assert 'using 2 models (models/fold0_div255, models/fold1_zlm)' in r.stderr
+    assert 'reports the combined probability: 2 CNN classifiers + 1 segmenter and features_clf.json' in r.stderr
     m = json.loads((tmp_path/'ev/metrics.json').read_text())
     assert m['task'] == 'glaucoma' and m['n'] == 3 and m['reported'] == 'combined' and len(m['models']) == 2
     rows = list(csv.DictReader(open(tmp_path/'ev/per_image.csv')))

@@ -21,7 +21,8 @@ from .core import Task
 
 # %% auto #0
 __all__ = ['task', 'FEATURES', 'feature_matrix', 'features_clf', 'oof_proba', 'clf_json', 'json_proba', 'mask_features',
-           'kfold_features', 'load_run', 'predict_run', 'evaluate_run', 'save_features_clf', 'predict_files']
+           'kfold_features', 'load_run', 'run_summary', 'predict_run', 'evaluate_run', 'save_features_clf',
+           'predict_files']
 
 # %% ../../nbs/45_tasks.glaucoma.ipynb #c005
 task = Task('glaucoma', "glaucoma classification from disc crops", dls=cls_dls, learner=classify_learner, fit=fit_classifier,
@@ -125,6 +126,11 @@ def load_run(path, device=None)->dict:
     return dict(path=p, dirs=dirs, members=[(m, sp.get('prep') or 'div255') for m, sp in loaded], size=sizes.pop() if sizes else None,
                 segs=[m for m, _ in segs], seg_size=int(segs[0][1].get('size') or 128) if segs else None, clf=clf,
                 reported=clf.get('reported') or ('combined' if loaded and clf.get('combined') else 'features' if clf.get('features') else 'cnn'))
+
+def run_summary(run:dict)->str:
+    "What a loaded glaucoma run scores with, in one line."
+    segs = f"{len(run['segs'])} segmenter{'s' if len(run['segs']) != 1 else ''} and features_clf.json" if run['clf'].get('features') else ''
+    return f"{run['path']}: reports the {run['reported']} probability: " + ' + '.join(o for o in (f"{len(run['members'])} CNN classifier{'s' if len(run['members']) != 1 else ''}" if run['members'] else '', segs) if o)
 
 def predict_run(run:dict, imgs:list, bs:int=8, device=None, nasal=None)->list:
     "One dict a image: `probability` (the run's score), `p_cnn`, `p_features`, `p_combined` where the run has them, and the features."
