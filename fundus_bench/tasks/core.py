@@ -11,7 +11,7 @@ from typing import Callable
 from ..core import *
 
 # %% auto #0
-__all__ = ['TASKS', 'Task', 'get_task', 'model_task', 'run_models', 'resolve_models', 'describe_models']
+__all__ = ['TASKS', 'Task', 'get_task', 'spec_task', 'model_task', 'run_models', 'resolve_models', 'describe_models']
 
 # %% ../../nbs/42_tasks.core.ipynb #c005
 @dataclass(frozen=True)
@@ -30,11 +30,16 @@ def get_task(name:str)->Task:
     if name not in TASKS: raise FundusBenchError(f"no task {name!r}; known: {', '.join(TASKS)}")
     return importlib.import_module(f'fundus_bench.{TASKS[name]}').task
 
+def spec_task(spec:dict)->str:
+    "The task of a `model.json` spec: its `task`, else `locator` for a one-plane disc locator, else `discup`."
+    if spec.get('task'): return str(spec['task'])
+    return 'locator' if spec.get('role') == 'locator' or list(spec.get('channels') or []) == ['disc'] else 'discup'   # disc_locator runs
+
 def model_task(path)->str:
-    "The task a saved model serves: `model.json`'s `task` (`discup` when absent; `lesions` for older Red-Seg run folders)."
+    "The task a saved model serves: `model.json`'s (`spec_task`; `lesions` for older Red-Seg run folders)."
     d = Path(path) if Path(path).is_dir() else Path(path).parent
     spec = read_json(d/'model.json', None)
-    if isinstance(spec, dict): return str(spec.get('task') or 'discup')
+    if isinstance(spec, dict): return spec_task(spec)
     m = read_json(d/'metrics.json', None)
     return 'lesions' if isinstance(m, dict) and 'ma_blocks' in m else 'discup'
 
@@ -57,7 +62,7 @@ def resolve_models(path, want:Callable|None=None, # keeps the models whose spec 
     p = Path(path); ms = run_models(p)
     if _is_model(p): return model_task(p), [p]
     main = [(d, s) for d, s in ms if s.get('role') != 'features' and (want is None or s.get('task') == 'glaucoma' or want(s))]
-    tasks = [str(s.get('task') or 'discup') for _, s in main]
+    tasks = [spec_task(s) for _, s in main]
     if 'glaucoma' in tasks or not main and (p/'features_clf.json').exists():
         return 'glaucoma', [d for d, s in main if s.get('task') == 'glaucoma']
     points = [s.get('point') for _, s in main]
