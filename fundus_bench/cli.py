@@ -4,13 +4,13 @@
 
 # %% ../nbs/70_cli.ipynb #c002
 from __future__ import annotations
-import argparse, sys, json, hashlib, os
+import argparse, os, sys, json, hashlib
 from pathlib import Path
 from .core import *
 from .core import _json_default
 from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run, check_params, find_experiment
+from .tasks.core import model_task, get_task, resolve_models, run_models, describe_models
 from .data.catalog import get_dataset
-from .tasks.core import model_task, get_task
 
 # %% auto #0
 __all__ = ['BENCH_HELP', 'format_metrics', 'model_settings', 'parse_shard', 'read_names', 'select_names', 'eval_settings',
@@ -44,7 +44,7 @@ def _number(kind=float, # int or float
 
 # %% ../nbs/70_cli.ipynb #c022
 def _model_opts(p):
-    p.add_argument('--model', required=True, metavar='RUN_DIR', help='run folder (or model.json / model.pth) of a [disc, cup] model')
+    p.add_argument('--model', required=True, metavar='RUN_DIR', help='run folder (or model.json / model.pth): a [disc, cup] model, or a glaucoma run (its ensemble and features classifier)')
     p.add_argument('--locator', metavar='RUN_DIR', help='run folder of a disc locator (disc_locator experiment): the images are whole fundus photographs')
     p.add_argument('--tta', action='store_true', help='average the 8 flips and rotations')
     p.add_argument('--precision', choices=['fp32', 'bf16', 'fp16'], default='fp32',
@@ -77,13 +77,11 @@ def _load_models(args)->tuple:
     "Models and `predict_many` keyword arguments from the command line."
     import torch
     if args.threads: torch.set_num_threads(args.threads)
-    task = model_task(args.model)
+    task, dirs = resolve_models(args.model, _is_discup)
     if task == 'locator': raise FundusBenchError(f"{args.model}: a disc locator (task locator in its model.json), not a [disc, cup] model; give it as --locator, with a disc/cup model as --model")
-    if task != 'discup': raise FundusBenchError(f"{args.model}: a {task} model; `predict` handles disc/cup models (use `fundus-bench evaluate` to score it)")
+    if task != 'discup': raise FundusBenchError(f"{args.model}: a {task} model; `predict` handles disc/cup models and glaucoma runs (use `fundus-bench evaluate` to score it)")
     load_predictor = get_task('discup').load
-    if args.locator and (lt := model_task(args.locator)) != 'locator':
-        raise FundusBenchError(f"{args.locator}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
-    seg, spec = load_predictor(args.model, args.device)
+    _say_models(args.model, dirs); seg, spec = load_predictor(dirs[0], args.device)
     if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
         raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
     kw = dict(seg_size=spec['size'], crop=args.crop if args.crop is not None else spec['crop'],
@@ -91,24 +89,38 @@ def _load_models(args)->tuple:
               tta=args.tta, device=args.device, precision=args.precision)
     loc = None
     if args.locator:
-        loc, lspec = load_predictor(args.locator, args.device)
+        lt, ldirs = resolve_models(args.locator, _is_locator)
+        if lt != 'locator': raise FundusBenchError(f"{args.locator}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
+        _say_models(args.locator, ldirs); loc, lspec = load_predictor(ldirs[0], args.device)
         kw.update(loc_size=lspec['size'], loc_thr=lspec.get('thr') or 0.5)
     from fundus_bench.postprocess import inference_model    # prepared once, not for every batch of images
     return inference_model(seg, args.device), loc if loc is None else inference_model(loc, args.device), kw
 
+def _is_discup(spec:dict)->bool: return (spec.get('task') or 'discup') != 'discup' or list(spec.get('channels') or ['disc', 'cup'])[:2] == ['disc', 'cup']
+def _is_locator(spec:dict)->bool: return (spec.get('task') or 'discup') == 'discup' and list(spec.get('channels') or []) == ['disc']
+def _say_models(path, dirs): print(describe_models(path, dirs), file=sys.stderr, flush=True)
+
 def _weights(path)->Path:
-    "The weights file of the model at `path` (run folder, `model.json` or weights file)."
+    "The weights file of the model at `path` (model folder, `model.json` or weights file)."
     p = Path(path); d = p if p.is_dir() else p.parent
     if p.is_file() and p.suffix != '.json': return p
     spec = read_json(d/'model.json', {})
     return d/str(spec.get('weights') or 'model.pth')
+
+def _models_hash(path)->str|None:
+    "A hash of the weights (and features classifier) of every model of `path`, a model or a run folder."
+    p = Path(path)
+    if p.is_file() or (p/'model.json').exists() or (p/'model.pth').exists():
+        w = _weights(p); return file_hash(w) if w.is_file() else None
+    fs = sorted(_weights(d) for d, _ in run_models(p)) + [f for f in [p/'features_clf.json'] if f.is_file()]
+    return hashlib.sha256(''.join(f'{f.relative_to(p)}:{file_hash(f)}' for f in fs if f.is_file()).encode()).hexdigest()
 
 def model_settings(args)->dict:
     "The models of `args` (paths and a hash of their weights), as recorded beside results."
     st = {}
     for k in ('model', 'locator'):
         p = getattr(args, k, None)
-        if p: w = _weights(p); st |= {k: str(Path(p).resolve()), f'{k}_sha256': file_hash(w) if w.is_file() else None}
+        if p: st |= {k: str(Path(p).resolve()), f'{k}_sha256': _models_hash(p) if Path(p).exists() else None}
     return st
 
 def _check_out(out, inputs):
@@ -155,6 +167,7 @@ def _predict_on_ray(args, files:list):
 def _predict(args):
     from fundus_bench.tasks.discup import list_inputs, predict_files   # torch and the models load for the commands that compute
     _check_out(args.out, args.inputs); _check_device(args)
+    if resolve_models(args.model, _is_discup)[0] == 'glaucoma': return _predict_glaucoma(args)
     skipped = []; files = list_inputs(args.inputs, exclude=args.out, skipped=skipped)
     if skipped:
         print(f"fundus-bench: note: {len(skipped)} file(s) in the input folders are not taken: "
@@ -170,14 +183,44 @@ def _predict(args):
     print(f"{s['predicted'] + s['done_earlier']} of {s['n']} images predicted, {s['unreadable']} unreadable: {s['csv']}")
     return 0 if s['predicted'] + s['done_earlier'] or not s['n'] else 1
 
+def _predict_glaucoma(args):
+    "`predict` with a glaucoma run: `glaucoma.csv`, one row a photograph (`tasks.glaucoma.predict_files`)."
+    import torch
+    from fundus_bench.tasks.discup import list_inputs
+    from fundus_bench.tasks.glaucoma import load_run, predict_files, run_summary
+    if args.threads: torch.set_num_threads(args.threads)
+    _say_models(args.model, resolve_models(args.model)[1])
+    run = load_run(args.model, default_device(args.device)); print(run_summary(run), file=sys.stderr)
+    files = list_inputs(args.inputs, exclude=args.out)
+    if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
+    loc = None
+    if args.locator:
+        lt, ldirs = resolve_models(args.locator, _is_locator)
+        if lt != 'locator': raise FundusBenchError(f"{args.locator}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
+        _say_models(args.locator, ldirs); loc = get_task('discup').load(ldirs[0], args.device)
+    s = predict_files(files, run, args.out, model_settings(args), loc, args.crop or 0.25, bs=args.bs, device=args.device,
+                      log=lambda *a: print(*a, file=sys.stderr, flush=True))
+    print(f"{s['scored']} of {s['n']} images scored ({run['reported']} probability), {s['unreadable']} unreadable: {s['csv']}")
+    return 0 if s['scored'] else 1
+
 def _evaluate_task(args, task, ds, ss)->tuple:
     "Metrics and rows of a model that is not a disc/cup segmenter, by its task's evaluator."
     import torch
     if args.threads: torch.set_num_threads(args.threads)
-    t = get_task(task)
-    model, spec = t.load(args.model, default_device(args.device))
-    m, rows = t.evaluate(model, spec, ss, device=args.device, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True))
-    return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), **m), rows
+    log = lambda *a: print(*a, file=sys.stderr, flush=True)
+    _, dirs = resolve_models(args.model, _is_discup); _say_models(args.model, dirs)
+    if task == 'glaucoma':
+        from fundus_bench.tasks.glaucoma import load_run, evaluate_run, run_summary
+        run = load_run(args.model, default_device(args.device)); log(run_summary(run))
+        m, rows = evaluate_run(run, ss, device=args.device, bs=args.bs, log=log)
+        return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), **m), rows
+    t = get_task(task); out, rows = {}, []
+    for d in dirs:   # one model, or one point locator a point
+        model, spec = t.load(d, default_device(args.device))
+        m, rs = t.evaluate(model, spec, ss, device=args.device, bs=args.bs, log=log)
+        pre = f"{spec.get('point') or Path(d).name}." if len(dirs) > 1 else ''
+        out |= {f'{pre}{k}': v for k, v in m.items()}; rows += [dict(r, model=str(d)) if pre else r for r in rs]
+    return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), models=[str(d) for d in dirs], **out), rows
 
 def read_names(v:str)->list:
     "Image names from a file (one a line; blank lines and `#` comments skipped) or a comma-separated list."
@@ -198,7 +241,7 @@ def select_names(samples:list, names:list, where:str='')->list:
     return [by[n] for n in dict.fromkeys(names)]
 
 def _evaluate(args):
-    _check_device(args); task = model_task(args.model)
+    _check_device(args); task = resolve_models(args.model, _is_discup)[0]
     ds = get_dataset(args.dataset, args.data, args.split)
     ss = [s for s in ds.samples() if args.domain is None or s.domain == args.domain]
     if args.names: ss = select_names(ss, read_names(args.names), f' in {args.dataset} split {ds.split}')

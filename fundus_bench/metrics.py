@@ -12,9 +12,9 @@ from fastai.metrics import AccumMetric
 from sklearn.metrics import average_precision_score, roc_auc_score, precision_recall_curve, auc
 
 # %% auto #0
-__all__ = ['dice', 'iou', 'vertical_diameter', 'vcdr', 'discup_scores', 'summarise', 'disc_radius', 'rrp', 'confusion',
-           'precision', 'recall', 'f1', 'aupr', 'auroc', 'point_distance', 'distance_summary', 'SegDice', 'DiscDice',
-           'CupDice', 'VCDRError', 'ap_from_hist', 'AUPR']
+__all__ = ['ISNT_FEATURES', 'dice', 'iou', 'vertical_diameter', 'vcdr', 'discup_scores', 'summarise', 'disc_radius', 'rrp',
+           'confusion', 'precision', 'recall', 'f1', 'aupr', 'auroc', 'point_distance', 'distance_summary', 'SegDice',
+           'DiscDice', 'CupDice', 'VCDRError', 'ap_from_hist', 'AUPR', 'radial_extent', 'nasal_side', 'discup_features']
 
 # %% ../nbs/10_metrics.ipynb #c007
 def _np(x, dtype=None)->np.ndarray:
@@ -262,3 +262,50 @@ class AUPR(AccumMetric):
         self.neg += torch.bincount(b[~t], minlength=self.bins).cpu().numpy()
     @property
     def value(self): return ap_from_hist(self.pos, self.neg) if self.bins else super().value
+
+# %% ../nbs/10_metrics.ipynb #g01
+def radial_extent(mask,             # (H, W) bool
+                  centre,           # (row, col) the rays start from
+                  n_angles:int=72,  # rays, evenly spaced from angle 0 (image right), counter-clockwise
+                  step:float=0.5,   # sampling step along a ray, pixels
+                 )->np.ndarray:
+    "Distance (pixels) from `centre` to the farthest pixel of `mask` along each ray; 0 where a ray meets none."
+    m = _np(mask, bool); H, W = m.shape
+    th, r = np.arange(n_angles)*2*np.pi/n_angles, np.arange(0, math.hypot(H, W), step)
+    ys = np.rint(centre[0] - np.outer(np.sin(th), r)).astype(int); xs = np.rint(centre[1] + np.outer(np.cos(th), r)).astype(int)
+    ok = (ys >= 0) & (ys < H) & (xs >= 0) & (xs < W)
+    hit = np.zeros(ok.shape, bool); hit[ok] = m[ys[ok], xs[ok]]
+    return (hit*r).max(1)
+
+def nasal_side(disc_x:float, # column of the disc's centre in a whole fundus image
+               width:int,    # the image's width
+              )->str:
+    "The image side the disc's nasal edge faces: the disc lies nasally of the fovea, so a disc in the right half is a right eye seen in the usual view, nasal to the right."
+    return 'right' if disc_x >= width/2 else 'left'
+
+# %% ../nbs/10_metrics.ipynb #g02
+ISNT_FEATURES = ('vcdr', 'hcdr', 'area_cdr', 'disc_area', 'cup_area', 'rim_I', 'rim_S', 'rim_N', 'rim_T', 'rim_Hmin', 'rim_Hmax',
+                 'rim_min', 'ecc', 'ecc_v', 'ecc_h', 'ecc_n')
+
+def discup_features(discup,              # (2, H, W) bool [disc, cup]
+                    nasal:str|None=None, # image side of the disc's nasal edge: 'right', 'left', or None (unknown)
+                    n_angles:int=72,     # rays of `radial_extent`
+                   )->dict:
+    "Glaucoma features of a [disc, cup] mask (`ISNT_FEATURES`): CDRs, areas, rim in the ISNT sectors, cup eccentricity; NaN without a disc."
+    if nasal not in (None, 'right', 'left'): raise ValueError(f"nasal must be 'right', 'left' or None, got {nasal!r}")
+    d = _np(discup[0], bool); c = _np(discup[1], bool) & d; H, W = d.shape
+    f = dict.fromkeys(ISNT_FEATURES, float('nan'))
+    if not d.any(): return f
+    D = float(vertical_diameter(d)); yd, xd = np.nonzero(d); cy, cx = yd.mean(), xd.mean()
+    f.update(vcdr=vertical_diameter(c)/D, hcdr=vertical_diameter(c.T)/vertical_diameter(d.T), area_cdr=c.sum()/d.sum(),
+             disc_area=d.sum()/(H*W), cup_area=c.sum()/(H*W))
+    rim = (radial_extent(d, (cy, cx), n_angles) - radial_extent(c, (cy, cx), n_angles))/D
+    sec = ((np.arange(n_angles)*360/n_angles + 45)//90).astype(int) % 4      # 0 right, 1 up, 2 left, 3 down
+    right, up, left, down = (float(rim[sec == k].mean()) for k in range(4))
+    f.update(rim_I=down, rim_S=up, rim_Hmin=min(left, right), rim_Hmax=max(left, right), rim_min=float(rim.min()))
+    if nasal: f.update(rim_N=right if nasal == 'right' else left, rim_T=left if nasal == 'right' else right)
+    yc, xc = (np.nonzero(c)[0].mean(), np.nonzero(c)[1].mean()) if c.any() else (cy, cx)
+    dv, dh = (cy - yc)/(D/2), (xc - cx)/(D/2)                                 # up and right of the disc's centre, in disc radii
+    f.update(ecc=math.hypot(dv, dh), ecc_v=dv, ecc_h=abs(dh))
+    if nasal: f.update(ecc_n=dh if nasal == 'right' else -dh)
+    return {k: float(v) for k, v in f.items()}

@@ -11,7 +11,7 @@ from typing import Callable
 from ..core import *
 
 # %% auto #0
-__all__ = ['TASKS', 'Task', 'get_task', 'model_task']
+__all__ = ['TASKS', 'Task', 'get_task', 'spec_task', 'model_task', 'run_models', 'resolve_models', 'describe_models']
 
 # %% ../../nbs/42_tasks.core.ipynb #c005
 @dataclass(frozen=True)
@@ -33,12 +33,48 @@ def get_task(name:str)->Task:
     if name not in TASKS: raise FundusBenchError(f"no task {name!r}; known: {', '.join(TASKS)}")
     return importlib.import_module(f'fundus_bench.{TASKS[name]}').task
 
+def spec_task(spec:dict)->str:
+    "The task of a `model.json` spec: its `task`, else `locator` for a one-plane disc locator, else `discup`."
+    if spec.get('task'): return str(spec['task'])
+    return 'locator' if spec.get('role') == 'locator' or list(spec.get('channels') or []) == ['disc'] else 'discup'   # disc_locator runs
+
 def model_task(path)->str:
-    "The task a saved model serves: `model.json`'s `task` (else `locator` for a one-plane disc locator, `discup`; `lesions` for older Red-Seg run folders)."
+    "The task a saved model serves: `model.json`'s (`spec_task`; `lesions` for older Red-Seg run folders)."
     d = Path(path) if Path(path).is_dir() else Path(path).parent
     spec = read_json(d/'model.json', None)
-    if isinstance(spec, dict):
-        if spec.get('task'): return str(spec['task'])
-        return 'locator' if spec.get('role') == 'locator' or list(spec.get('channels') or []) == ['disc'] else 'discup'   # disc_locator runs
+    if isinstance(spec, dict): return spec_task(spec)
     m = read_json(d/'metrics.json', None)
     return 'lesions' if isinstance(m, dict) and 'ma_blocks' in m else 'discup'
+
+# %% ../../nbs/42_tasks.core.ipynb #g01
+def _is_model(p:Path)->bool: return p.is_file() or (p/'model.json').exists() or (p/'model.pth').exists()
+
+def run_models(path)->list:
+    "`(folder, spec)` of each model of `path`: itself when it is a model, else every folder one or two levels below holding a `model.json`."
+    p = Path(path)
+    if not p.exists(): raise DataNotFoundError(f"{p}: no such model folder or file")
+    if _is_model(p): return [(p, read_json((p if p.is_dir() else p.parent)/'model.json', {}))]
+    found = sorted({*p.glob('*/model.json'), *p.glob('*/*/model.json')})
+    if not found and not (p/'features_clf.json').exists():
+        raise DataNotFoundError(f"{p}: neither a model (model.json, model.pth) nor a run folder with models in its sub-folders")
+    return [(j.parent, read_json(j, {})) for j in found]
+
+def resolve_models(path, want:Callable|None=None, # keeps the models whose spec it accepts (a run folder's models only)
+                  )->tuple:
+    "`(task, folders)`: the models of `path` that a command uses (see above)."
+    p = Path(path); ms = run_models(p)
+    if _is_model(p): return model_task(p), [p]
+    main = [(d, s) for d, s in ms if s.get('role') != 'features' and (want is None or s.get('task') == 'glaucoma' or want(s))]
+    tasks = [spec_task(s) for _, s in main]
+    if 'glaucoma' in tasks or not main and (p/'features_clf.json').exists():
+        return 'glaucoma', [d for d, s in main if s.get('task') == 'glaucoma']
+    points = [s.get('point') for _, s in main]
+    if len(main) > 1 and set(tasks) == {'fovea'} and len(set(points)) == len(points): return 'fovea', [d for d, _ in main]
+    if len(main) == 1: return tasks[0], [main[0][0]]
+    names = ', '.join(str(d.relative_to(p)) for d, _ in main) or 'none of the kind needed'
+    raise FundusBenchError(f"{p}: holds {len(main)} models that could serve here ({names}); give one of their folders")
+
+def describe_models(path, dirs:list)->str:
+    "One line naming the models of `path` a command uses."
+    rel = [str(Path(d).relative_to(path)) if Path(d) != Path(path) and Path(path) in Path(d).parents else str(d) for d in dirs]
+    return f"{path}: using {len(dirs)} model{'s' if len(dirs) != 1 else ''}" + (f" ({', '.join(rel)})" if rel and rel != [str(path)] else '')
