@@ -77,6 +77,8 @@ def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or 
             report='report.html',   # HTML report written at the end (None: none)
             timeout:int|None=None,  # seconds per cell
             threads:int|None=None,  # torch CPU threads per experiment (None: `job_threads`, the cores shared out when `jobs > 1`)
+            ray:str|None=None,      # a Ray cluster ('auto', 'local', HOST:PORT): each experiment a task there (`cluster.run_many`)
+            cpus:float=1, gpus:float=0, # what each experiment asks the Ray cluster for
             log=print)->dict:
     "Run every experiment (continuing past failures), then write the report; `{'runs': [...], 'report': path}`."
     exps = list(list_experiments())
@@ -92,7 +94,11 @@ def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or 
     def done(r):
         res.append(r); log(f"[{len(res)}/{len(todo)}] {r['experiment']}: {r['status']} in {r['seconds']} s  {r['run_dir']}"
                            + (f"\n    {r['error'].strip().splitlines()[-1][:300]}" if r['error'] else ''))
-    if jobs <= 1:
+    if ray:
+        from fundus_bench.cluster import run_many
+        log(f'{len(todo)} experiments on Ray ({ray}), {cpus:g} CPU and {gpus:g} GPU each')
+        for r in run_many(todo, runs_dir, ray, cpus, gpus, timeout): done(r)
+    elif jobs <= 1:
         for n, p in todo: log(f'running {n} {p}'); done(_run_one(n, p, runs_dir, timeout, env=env))
     else:
         with ProcessPoolExecutor(jobs) as ex:

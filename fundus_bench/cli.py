@@ -4,7 +4,7 @@
 
 # %% ../nbs/70_cli.ipynb #c002
 from __future__ import annotations
-import argparse, sys, json, hashlib, os
+import argparse, sys, json, hashlib, os, re
 from pathlib import Path
 from .core import *
 from .core import _json_default
@@ -13,8 +13,8 @@ from .data.catalog import get_dataset
 from .tasks.core import model_task, get_task
 
 # %% auto #0
-__all__ = ['BENCH_HELP', 'format_metrics', 'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir', 'parser',
-           'main']
+__all__ = ['BENCH_HELP', 'format_metrics', 'model_settings', 'parse_shard', 'read_names', 'select_names', 'eval_settings',
+           'eval_dir', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
 def format_metrics(m:dict, keys=None)->str:
@@ -61,6 +61,8 @@ def _add_predict(sub):
     p.add_argument('--out', default='predictions', help='output folder (default ./predictions)')
     p.add_argument('--overlay-size', type=_number(int, 16), default=1024, help='longer side of the overlays at most (default 1024)')
     p.add_argument('--redo', action='store_true', help='predict again images already done')
+    p.add_argument('--shard', type=parse_shard, metavar='I/N', help='predict the I-th of N shares of the images (0 <= I < N: a SLURM array task, a Kubernetes job...); every shard writes into the same --out and its one CSV')
+    _ray_opts(p)
 
 def _add_evaluate(sub):
     p = sub.add_parser('evaluate', help='score a model on a catalog split: Dice, IoU, vCDR MAE, RRP...'); _model_opts(p)
@@ -119,14 +121,47 @@ def _check_device(args):
     try: default_device(args.device)
     except (ValueError, RuntimeError) as e: raise FundusBenchError(f'{e} (--device)') from None
 
+def parse_shard(v:str)->tuple:
+    "`'I/N'` -> `(I, N)`, with 0 <= I < N."
+    i, _, n = str(v).partition('/')
+    try: i, n = int(i), int(n)
+    except ValueError: i = n = -1
+    if not (n >= 1 and 0 <= i < n): raise argparse.ArgumentTypeError(f"expects I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {v!r}")
+    return i, n
+
+class _RayPredictor:
+    "A Ray Data worker: the models loaded once, then `predict_files` on each batch of indices."
+    def __init__(self, args, files): self.args,self.files = args,files; self.seg,self.loc,self.kw = _load_models(args)
+    def __call__(self, batch:dict)->dict:
+        from fundus_bench.tasks.discup import predict_files   # torch and the models load for the commands that compute
+        a = self.args
+        s = predict_files(self.files, self.seg, a.out, self.loc, bs=a.bs, redo=a.redo, overlay_size=a.overlay_size, log=lambda *x: None,
+                          settings=model_settings(a), only=[int(i) for i in batch['i']], **self.kw)
+        return {'i': batch['i'], 'predicted': [s['predicted']]*len(batch['i'])}
+
+def _predict_on_ray(args, files:list):
+    "Share `files` out to Ray Data workers (`map_batches`, models loaded once per worker); the predictions land in `args.out`."
+    from fundus_bench.cluster import ray_connect
+    rm = ray_connect(args.ray)
+    todo = list(range(len(files))) if args.shard is None else list(range(args.shard[0], len(files), args.shard[1]))
+    workers = max(1, int(rm.cluster_resources().get('GPU' if args.gpus_per_run else 'CPU', 1)//(args.gpus_per_run or args.cpus_per_run)))
+    print(f'{len(todo)} images to {workers} Ray workers ({args.ray})', file=sys.stderr, flush=True)
+    ds = rm.data.from_items([{'i': i} for i in todo])
+    ds.map_batches(_RayPredictor, fn_constructor_kwargs=dict(args=args, files=files), batch_size=max(args.bs, 8), concurrency=workers,
+                   num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run).materialize()
+
 def _predict(args):
     from fundus_bench.tasks.discup import list_inputs, predict_files   # torch and the models load for the commands that compute
     _check_out(args.out, args.inputs); _check_device(args)
-    seg, loc, kw = _load_models(args)
     files = list_inputs(args.inputs, exclude=args.out)
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
-    s = predict_files(files, seg, args.out, loc, bs=args.bs, redo=args.redo, overlay_size=args.overlay_size,
-                      log=lambda *a: print(*a, file=sys.stderr, flush=True), settings=model_settings(args), **kw)
+    if args.ray:
+        _load_models(args)   # a bad model is said here, before any worker starts
+        _predict_on_ray(args, files)
+    seg, loc, kw = _load_models(args)
+    only = None if args.shard is None else range(args.shard[0], len(files), args.shard[1])
+    s = predict_files(files, seg, args.out, loc, bs=args.bs, redo=args.redo and not args.ray, overlay_size=args.overlay_size,
+                      log=lambda *a: print(*a, file=sys.stderr, flush=True), settings=model_settings(args), only=only, **kw)
     print(f"{s['predicted'] + s['done_earlier']} of {s['n']} images predicted, {s['unreadable']} unreadable: {s['csv']}")
     return 0 if s['predicted'] + s['done_earlier'] or not s['n'] else 1
 
@@ -212,6 +247,34 @@ def _add_report(sub):
     a.add_argument('--threads', type=int, help='torch CPU threads per experiment (default: the cores shared out among --jobs)')
     a.add_argument('--only', nargs='+', metavar='NAME', help='run these experiments only')
     a.add_argument('--out', default='report.html', help='HTML report written at the end (default ./report.html)')
+    _ray_opts(a)
+    w = sub.add_parser('sweep', help='run an experiment once per point of a parameter grid, here or on a Ray cluster')
+    w.add_argument('name')
+    w.add_argument('-p', '--param', nargs=2, action='append', metavar=('KEY', 'VALUES'), default=[],
+                   help='a sweep axis: values separated by commas, read as YAML (repeatable; one value: fixed for every run)')
+    w.add_argument('--grid', metavar='YAML', help='sweep axes from a YAML file mapping parameters to lists of values')
+    w.add_argument('--runs-dir', default='runs', help='run registry root (default: ./runs)')
+    _ray_opts(w)
+
+def _ray_opts(p):
+    p.add_argument('--ray', metavar='ADDRESS', help="run each experiment as a task on a Ray cluster: 'auto' (the cluster this machine joined), HOST:PORT, ray://HOST:10001, or 'local' (this machine's cores)")
+    p.add_argument('--cpus-per-run', type=_number(float, 0.01), default=1, help='CPUs each run asks the Ray cluster for (default 1)')
+    p.add_argument('--gpus-per-run', type=_number(float, 0), default=0, help='GPUs each run asks the Ray cluster for (default 0)')
+
+def _sweep(args):
+    from fundus_bench.cluster import parse_grid, grid_points, run_many
+    from fundus_bench.experiments import find_experiment
+    find_experiment(args.name)                                   # an unknown name is said before anything starts
+    pts = grid_points(parse_grid(args.param, args.grid))
+    if not pts or pts == [{}]: raise FundusBenchError("sweep needs its axes: -p KEY V1,V2,... (repeatable) or --grid FILE")
+    print(f"{len(pts)} runs of {args.name}" + (f" on Ray ({args.ray}), {args.cpus_per_run:g} CPU and {args.gpus_per_run:g} GPU each" if args.ray else " here, one after another"))
+    res = []
+    for r in run_many([(args.name, p) for p in pts], args.runs_dir, args.ray, args.cpus_per_run, args.gpus_per_run):
+        res.append(r); m = read_json(Path(r['run_dir'])/'metrics.json', {}) if r['run_dir'] else {}
+        ms = ' '.join(f'{k}={m[k]:.4g}' for k in ('dice_disc', 'dice_cup', 'vcdr_mae', 'auroc', 'aupr') if isinstance(m.get(k), (int, float)))
+        print(f"[{len(res)}/{len(pts)}] {r['status']:<7} {json.dumps(r['params'], default=str)} {ms}  {r['run_dir'] or ''}"
+              + (f"\n    {r['error'].strip().splitlines()[-1][:300]}" if r.get('error') else ''))
+    return 0 if all(r['status'] == 'done' for r in res) else 1
 
 def _report(args):
     from fundus_bench.report import write_report
@@ -220,7 +283,8 @@ def _report(args):
 
 def _run_all(args):
     from fundus_bench.batch import run_all
-    r = run_all(args.profile, parse_params(args.param), runs_dir=args.runs_dir, jobs=args.jobs, names=args.only, report=args.out, threads=args.threads)
+    r = run_all(args.profile, parse_params(args.param), runs_dir=args.runs_dir, jobs=args.jobs, names=args.only, report=args.out, threads=args.threads,
+                ray=args.ray, cpus=args.cpus_per_run, gpus=args.gpus_per_run)
     return 0 if all(o['status'] == 'done' for o in r['runs']) else 1
 
 # %% ../nbs/70_cli.ipynb #c024
@@ -230,9 +294,45 @@ def _add_params(p):
     p.add_argument('--runs-dir', default='runs', help='run registry root (default: ./runs)')
     p.add_argument('--quiet', action='store_true', help="don't echo the notebook's output")
     p.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run in its folder, with its params.json')
+    p.add_argument('--processes', type=int, default=1, metavar='N', help='train data-parallel in N processes on this machine (one per GPU; default 1)')
+    p.add_argument('--launcher', choices=('accelerate', 'torchrun'), help='what starts the processes (default: accelerate on GPUs, torchrun on CPUs)')
+
+def _launch(args)->int:
+    "Re-run this command in `args.processes` launched processes (rank 0 writes the run folder); their exit status."
+    import torch
+    import re, subprocess
+    from fundus_bench.train.distributed import launch_cmd
+    argv, skip = [], 0
+    for a in map(str, args.argv):
+        if skip: skip -= 1; continue
+        if a in ('--processes', '--launcher'): skip = 1; continue
+        if a.startswith(('--processes=', '--launcher=')): continue
+        argv.append(a)
+    gpu = torch.cuda.is_available()
+    threads = None if gpu else max(1, (os.cpu_count() or 1)//args.processes)
+    env = dict(os.environ, **({'OMP_NUM_THREADS': str(threads)} if threads else {}))
+    p = subprocess.Popen(launch_cmd(['-m', 'fundus_bench.cli', *argv], args.processes, args.launcher, gpu), env=env,
+                         stderr=subprocess.PIPE, text=True, errors='backslashreplace', bufsize=1)
+    try:
+        launcher = False
+        for line in p.stderr:   # the ranks' messages pass; the launcher's own log lines and its traceback of a failed rank do not
+            if re.match(r'[WEI]\d{4} \d\d:\d\d:\d\d', line): launcher = True; continue
+            if launcher and line.startswith('Traceback'): break   # rank 0 has said what went wrong
+            sys.stderr.write(line)
+        for _ in p.stderr: pass
+    finally: rc = p.wait()
+    return rc
 
 def _run(name, args):
     from papermill.exceptions import PapermillExecutionError
+    if args.processes < 1: raise FundusBenchError(f"--processes must be at least 1, got {args.processes}")
+    if args.processes > 1 and not os.environ.get('WORLD_SIZE'): return _launch(args)
+    if int(os.environ.get('RANK') or 0):   # a launched process other than rank 0: the same training, nothing written or printed
+        try:
+            if getattr(args, 'resume', None): resume_run(args.resume, name=name, log_output=False)
+            else: run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=False)
+        except PapermillExecutionError: return 1   # rank 0 says what went wrong
+        return 0
     try:
         if getattr(args, 'resume', None):
             if args.param: raise FundusBenchError("--resume takes the run's own parameters (params.json); drop the -p options")
@@ -309,7 +409,8 @@ def main(argv=None)->int:
     for o in (sys.stdout, sys.stderr):   # file names that are not UTF-8 are printed escaped, on any terminal
         if hasattr(o, 'reconfigure'): o.reconfigure(errors='backslashreplace')
     args = parser(bench=_command(argv) == 'bench').parse_args(argv)
-    if args.cmd in ('quickstart', 'run', 'run-all', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
+    args.argv = list(sys.argv[1:] if argv is None else argv)   # what `--processes` re-runs in each process
+    if args.cmd in ('quickstart', 'run', 'run-all', 'sweep', 'predict', 'evaluate', 'bench'): tune_malloc()   # see `core.tune_malloc`; kernels inherit it
     try:
         if args.cmd == 'quickstart': return _run('quickstart', args)
         if args.cmd == 'run': return _run(args.name, args)
@@ -324,7 +425,11 @@ def main(argv=None)->int:
             return run_bench(args)
         if args.cmd == 'report': return _report(args)
         if args.cmd == 'run-all': return _run_all(args)
+        if args.cmd == 'sweep': return _sweep(args)
     except FundusBenchError as e:
         print(f'fundus-bench: error: {e}', file=sys.stderr); return 2
     except KeyboardInterrupt:
         print('fundus-bench: interrupted', file=sys.stderr); return 130
+
+if __name__ == '__main__' and Path(sys.argv[0]).name == 'cli.py': sys.exit(main())   # `accelerate launch -m fundus_bench.cli ...`, `torchrun -m ...`
+

@@ -152,6 +152,19 @@ def _interrupt_handler(kids=()):
         raise _Interrupted(signal.Signals(signum).name)
     return _handler
 
+def _rank()->int: return int(os.environ.get('RANK') or 0)   # this process's rank when a launcher started it among others
+
+def _run_other_rank(name, params, run_dir, kernel, timeout):
+    "A launched process other than rank 0 runs the same notebook into a throwaway folder: rank 0 alone writes the run."
+    import papermill as pm, shutil, tempfile
+    nb = find_experiment(name)
+    with tempfile.TemporaryDirectory(prefix=f'fundus-bench-rank{_rank()}-') as tmp:
+        if run_dir and Path(run_dir).is_dir():   # a resumed run: its checkpoints, as rank 0 reads them
+            try: shutil.copytree(run_dir, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns('*.ipynb'))
+            except shutil.Error: pass            # a file rank 0 replaced meanwhile; the checkpoints stay
+        _execute(pm, nb, Path(tmp)/nb.name, dict(params or {}) | {'out_dir': tmp}, kernel, False, timeout)
+    return Path(run_dir) if run_dir else None
+
 def run_experiment(name:str,              # experiment name (see `list_experiments`) or notebook path
                    params:dict|None=None, # papermill parameters overriding the notebook's
                    runs_dir='runs',       # registry root
@@ -160,6 +173,7 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
                    log_output:bool=True,  # echo the notebook's printed output (and text progress bars) while it runs
                    timeout:int|None=None):# seconds per cell
     "Execute experiment `name` with papermill into a run folder; return the folder."
+    if _rank(): return _run_other_rank(name, params, run_dir, kernel, timeout)
     import papermill as pm
     nb = find_experiment(name)
     exp = next((k for k, v in list_experiments(nb.parent).items() if v == nb), nb.stem)
@@ -252,6 +266,9 @@ def resume_run(run_dir,                  # a run folder (holds run.json and para
     exp = info.get('experiment')
     if name is not None and name != exp and Path(str(name)).stem.partition('_')[2] != exp:
         raise FundusBenchError(f"{run_dir} is a run of {exp!r}, not {name!r}")
+    if _rank():   # a launched process other than rank 0: rank 0 checks and keeps the run's books
+        params = {k: v for k, v in (read_json(run_dir/'params.json') or {}).items() if k != 'out_dir'}
+        return run_experiment(exp, params, run_dir=run_dir, log_output=False, timeout=timeout, kernel=kernel)
     if info.get('status') == 'running': raise FundusBenchError(f"{run_dir}: still running (process {info.get('pid')})")
     if info.get('status') == 'done': raise FundusBenchError(f"{run_dir}: already finished; nothing to resume")
     params = read_json(run_dir/'params.json')

@@ -14,7 +14,7 @@ LAYERS = {
     'infer': 4, 'locate': 4, 'viz': 4,
     'train': 5,
     'tasks': 6,
-    'experiments': 7, 'published': 7, 'bench': 7,
+    'experiments': 7, 'published': 7, 'cluster': 7, 'bench': 7,
     'report': 8, 'batch': 8, 'widgets': 8, 'cli': 8}
 
 def modname(f:Path)->str:

@@ -155,10 +155,14 @@ def _record(out:Path, name:str, f:Path, sid:str=''):
         return r if ok and (out/'masks'/f'{name}.png').is_file() and (out/'overlays'/f'{name}.png').is_file() else None
     except (OSError, ValueError): return None
 
-def _clean_tmp(out:Path):
-    "Remove temporary files left by a killed run."
+def _clean_tmp(out:Path, older:float=0.):
+    "Remove temporary files left by a killed run (only those untouched for `older` seconds: other shards may be writing theirs)."
     for sub in ('masks', 'overlays', 'records', '.'):
-        for t in (out/sub).glob('.*.tmp'): t.unlink(missing_ok=True)
+        for t in (out/sub).glob('.*.tmp'):
+            try:
+                if older and time.time() - t.stat().st_mtime < older: continue
+            except OSError: continue
+            t.unlink(missing_ok=True)
 
 def _box(m:np.ndarray)->list:
     ys, xs = np.nonzero(m)
@@ -194,22 +198,24 @@ def predict_files(files:list,          # image files
                   every:float=5.,      # seconds between progress lines
                   log=print,           # where progress and the summary go
                   settings:dict|None=None, # more of what the results depend on (e.g. the models' files), beside `kwargs`
+                  only=None,           # indices into `files` this call predicts (a shard; None: all); the CSV lists every image done
                   **kwargs)->dict:     # to `infer.predict_many`: seg_size, loc_size, crop, thr, tta, device...
     "Predict every file in batches, writing outputs atomically; skip what is done; returns a summary with the CSV rows."
-    out = Path(out); out.mkdir(parents=True, exist_ok=True); _clean_tmp(out)
-    files = [Path(f) for f in files]; names = out_names(files)
+    out = Path(out); out.mkdir(parents=True, exist_ok=True); _clean_tmp(out, 0. if only is None else 3600.)
+    files = [Path(f) for f in files]; names = out_names(files)   # over every file, so that shards name alike
+    mine = set(range(len(files))) if only is None else set(only)
     st = {k: v for k, v in kwargs.items() if k not in ('device', 'bs')} | (settings or {})
     if not (out/'settings.json').exists() and any((out/'records').glob('*.json')) and not redo:
         raise FundusBenchError(f"{out}: holds predictions made with unknown settings; use a new --out, or --redo to predict every image again")
     st = check_settings(out, st, 'use a new --out, or --redo to predict every image again with these settings', replace=redo)
     sid = hashlib.sha256(json.dumps(st, sort_keys=True).encode()).hexdigest()[:16]
-    rows, todo = {}, []
-    for f, n in zip(files, names):
-        r = None if redo else _record(out, n, f, sid)
-        if r: rows[n] = r
-        else: todo.append((f, n))
-    n_earlier, n_ok, bad, t0, last = len(rows), 0, [], time.time(), 0.
-    log(f'{len(files)} images: {n_earlier} done earlier, {len(todo)} to predict -> {out}')
+    rows, todo, n_earlier = {}, [], 0
+    for i, (f, n) in enumerate(zip(files, names)):
+        r = None if redo and i in mine else _record(out, n, f, sid)
+        if r: rows[n] = r; n_earlier += i in mine
+        elif i in mine: todo.append((f, n))
+    n_ok, bad, t0, last = 0, [], time.time(), 0.
+    log(f'{len(mine)}{f" of {len(files)}" if only is not None else ""} images: {n_earlier} done earlier, {len(todo)} to predict -> {out}')
     def _fail(f, n, e, status='unreadable'):
         rows[n] = dict(name=n, file=str(f), status=status, error=str(e)); bad.append(rows[n])
     for i in range(0, len(todo), bs):
@@ -232,9 +238,11 @@ def predict_files(files:list,          # image files
             last = time.time()
             log(f'[{done}/{len(todo)}] {done/max(dt, 1e-9):.1f} images/s, {len(bad)} unreadable, {dt:.0f} s')
             write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows], CSV_FIELDS)
+    if only is not None:   # what other shards finished meanwhile joins the one CSV
+        rows |= {n: r for i, (f, n) in enumerate(zip(files, names)) if i not in mine and n not in rows and (r := _record(out, n, f, sid))}
     write_csv(out/'vcdr.csv', [rows[n] for n in names if n in rows], CSV_FIELDS)
     warn = [rows[n] for n in names if n in rows and rows[n].get('status') == 'warning']
-    summ = dict(n=len(files), predicted=n_ok, done_earlier=n_earlier, unreadable=len(bad), warnings=len(warn), seconds=round(time.time() - t0, 2),
+    summ = dict(n=len(mine), predicted=n_ok, done_earlier=n_earlier, unreadable=len(bad), warnings=len(warn), seconds=round(time.time() - t0, 2),
                 csv=str(out/'vcdr.csv'), rows=[rows[n] for n in names if n in rows])
     log(f"predicted {n_ok}, done earlier {n_earlier}, unreadable {len(bad)}, with warnings {len(warn)} of {len(files)} images; vCDR table {out/'vcdr.csv'}")
     for b in bad: log(f"  {b['status']}: {b['error']}")

@@ -16,6 +16,8 @@ from ..metrics import DiscDice, CupDice
 from ..models.discriminator import Discriminator
 from .core import seg_learner, get_opt, step_sched
 from .seg import score_set
+from torch.nn.parallel import DistributedDataParallel
+from .distributed import launched, unwrap
 
 # %% auto #0
 __all__ = ['ADAPT_KEYS', 'adv_loss', 'dis_loss', 'd_accuracy', 'bn_eval', 'AdaptTrainer', 'AdaptMetric', 'adapt_metrics',
@@ -63,8 +65,14 @@ class AdaptTrainer(Callback):
     @property
     def trains_disc(self)->bool: return self.adapt or self.warmup
     def before_fit(self):
-        self.disc.to(next(self.learn.model.parameters()).device)
+        self.disc = unwrap(self.disc).to(next(self.learn.model.parameters()).device)
         if self.opt_disc is None: self.opt_disc = get_opt(self.opt_d, **(self.opt_d_kw or {}))(list(self.disc.parameters()), lr=self.lr_d)
+    def before_train(self):
+        "In a data-parallel fit, the discriminator too averages its gradients across processes (the process group exists by now)."
+        if launched() and not isinstance(self.disc, DistributedDataParallel):
+            d = next(self.disc.parameters()).device
+            self.disc = DistributedDataParallel(self.disc, device_ids=[d] if d.type == 'cuda' else None)
+    def after_fit(self): self.disc = unwrap(self.disc)
     def before_epoch(self): self.sums, self.counts = defaultdict(float), defaultdict(int)
     def _log(self, **kw):
         for k, v in kw.items(): self.sums[k] += float(v); self.counts[k] += 1
@@ -83,7 +91,7 @@ class AdaptTrainer(Callback):
         if not self.adapt or self.xt is None: return
         self.disc.requires_grad_(False)
         with bn_eval(self.learn.model, self.target_bn == 'eval'): self.pt = self.learn.model(self.xt)
-        self.l_adv = adv_loss(self.disc, torch.sigmoid(self.pt.float()))
+        self.l_adv = adv_loss(unwrap(self.disc), torch.sigmoid(self.pt.float()))   # frozen here: no gradient to share
         self.learn.loss_grad = self.loss_grad + self.lambda_adv*self.l_adv
         self.learn.loss = self.learn.loss_grad.detach().clone()
     def before_backward(self):
@@ -93,7 +101,8 @@ class AdaptTrainer(Callback):
     def after_step(self):
         if not self.trains_disc or self.xt is None: return
         self.disc.requires_grad_(True)
-        a_s, a_t = self.disc(torch.sigmoid(self.pred.detach().float())), self.disc(torch.sigmoid(self.pt.detach().float()))
+        ps, pt = torch.sigmoid(self.pred.detach().float()), torch.sigmoid(self.pt.detach().float())
+        a_s, a_t = self.disc(torch.cat([ps, pt])).split([len(ps), len(pt)])   # one forward: one gradient exchange per step when data-parallel
         l_dis = dis_loss(a_s, a_t)
         self.opt_disc.zero_grad(); l_dis.backward(); self.opt_disc.step(); self.opt_disc.zero_grad()
         if not self.warmup: self._log(l_adv=self.l_adv.detach())

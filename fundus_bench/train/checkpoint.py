@@ -11,6 +11,8 @@ from fastcore.foundation import L
 from fastai.callback.core import Callback
 import fastai.callback.schedule   # `fit_one_cycle`
 from ..core import *
+from fastai.distributed import DistributedDL
+from .distributed import unwrap   # a data-parallel fit's model and loaders, as the plain ones
 
 # %% auto #0
 __all__ = ['CHECKPOINT', 'NonFiniteLossError', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
@@ -33,13 +35,17 @@ def _plain(o):
     if isinstance(o, torch.Tensor): return o.detach().cpu().clone()
     return o
 
+def _loaders(learn)->list:
+    "`learn`'s DataLoaders, each as itself outside a data-parallel fit and as the loader its `DistributedDL` shares out inside one."
+    return [dl.dl if isinstance(dl, DistributedDL) else dl for dl in learn.dls.loaders]
+
 def _augment_rngs(learn)->list:
     "Every albumentations transform (pipelines and the transforms inside them, each has its own generators) of `learn`'s DataLoaders."
     res = []
     def walk(t):
         if hasattr(t, 'random_generator') and hasattr(t, 'py_random'): res.append(t)
         for c in getattr(t, 'transforms', None) or []: walk(c)
-    for dl in learn.dls.loaders:
+    for dl in _loaders(learn):
         tfm = getattr(getattr(dl, 'dataset', None), 'tfm', None)
         if tfm is not None: walk(tfm)
     return res
@@ -50,7 +56,7 @@ def rng_state(learn=None)->dict:
     st = {'python': random.getstate(), 'numpy': [npst[0], torch.from_numpy(npst[1].astype(np.int64)), *npst[2:]],
           'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
     if learn is not None:
-        st['dls'] = [dl.rng.getstate() for dl in learn.dls.loaders]
+        st['dls'] = [dl.rng.getstate() for dl in _loaders(learn)]
         st['augment'] = [{'numpy': t.random_generator.bit_generator.state, 'python': t.py_random.getstate()} for t in _augment_rngs(learn)]
     return _plain(st)
 
@@ -63,7 +69,7 @@ def set_rng_state(st:dict, learn=None):
     torch.set_rng_state(st['torch'])
     if st.get('cuda') and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st['cuda'])
     if learn is None: return
-    for dl, s in zip(learn.dls.loaders, st.get('dls', [])): dl.rng.setstate(_tuples(s))
+    for dl, s in zip(_loaders(learn), st.get('dls', [])): dl.rng.setstate(_tuples(s))
     for t, s in zip(_augment_rngs(learn), st.get('augment', [])):
         t.random_generator.bit_generator.state = s['numpy']; t.py_random.setstate(_tuples(s['python']))
 
@@ -114,7 +120,7 @@ class CheckpointCallback(Callback):
         self._trained,self._nval = False,0
         ck = self.resume_from
         if ck is not None and self.epoch == ck['epoch']:
-            for dl in self.dls.loaders:   # fastai's lazy first-batch type probe draws one augmented item: do it before restoring
+            for dl in _loaders(self.learn):   # fastai's lazy first-batch type probe draws one augmented item: do it before restoring
                 if hasattr(dl, '_one_pass') and not getattr(dl, '_types', None): dl._one_pass()
             set_rng_state(ck['rng'], self.learn)
             sl = self.recorder.smooth_loss; sl.count, sl.val = ck['smooth_loss']['count'], ck['smooth_loss']['val'].clone()
@@ -132,7 +138,7 @@ class CheckpointCallback(Callback):
     def after_epoch(self):
         if not (self._trained and self._nval == len(self.dls.valid) and self._finite()): return
         sl = self.recorder.smooth_loss
-        obj = {'model': self.learn.model.state_dict(), 'opt': self.learn.opt.state_dict(), 'epoch': self.epoch + 1,
+        obj = {'model': unwrap(self.learn.model).state_dict(), 'opt': self.learn.opt.state_dict(), 'epoch': self.epoch + 1,
                'config': self.config, 'rng': rng_state(self.learn),
                'history': self.prior + [[float(v) for v in r] for r in self.recorder.values[len(self.prior):]],
                'metric_names': list(self.recorder.metric_names),

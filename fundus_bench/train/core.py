@@ -14,6 +14,7 @@ import fastai.callback.schedule, fastai.callback.progress   # `fit_one_cycle`, p
 from fastai.callback.schedule import ParamScheduler
 from fastai.callback.tracker import TerminateOnNaNCallback
 from ..core import *
+import fundus_bench.train.distributed   # in a launched process (`accelerate launch`, `torchrun`), every Learner trains data-parallel
 import json
 from fastai.optimizer import Adam, SGD, RMSProp
 from ..losses import BCEDiceLoss, get_loss

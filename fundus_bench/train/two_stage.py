@@ -19,6 +19,7 @@ from ..data.patches import cached_item, sliding_probs, LesionScores
 from ..data.io import load_lesions
 from ..postprocess import inference_model
 from ..data.catalog import get_dataset
+from fastai.torch_core import num_distrib
 
 # %% auto #0
 __all__ = ['TwoStageSwitcher', 'redseg_learner', 'load_redseg_run', 'evaluate_lesion_model', 'evaluate_redseg_run']
@@ -62,7 +63,8 @@ def fit_two_stage(self:Learner, lr=1e-3, wd=None, cbs=None,
     "Fit for exactly `max1 + max2` training iterations (in all) of this learner's `TwoStageSwitcher`."
     cb = self.two_stage_switcher; cb.resume = resume
     left = cb.max1 + cb.max2 - (cb.it if resume and hasattr(cb, 'it') else 0)
-    try: self.fit(max(1, math.ceil(left/len(self.dls.train))), lr, wd=wd, cbs=cbs)
+    per = -(-len(self.dls.train)//max(num_distrib(), 1))   # batches of one process per epoch (its share, when data-parallel)
+    try: self.fit(max(1, math.ceil(left/per)), lr, wd=wd, cbs=cbs)
     finally: cb.resume = False
 
 # %% ../../nbs/33_train.two_stage.ipynb #c008
