@@ -4,15 +4,15 @@
 
 # %% ../nbs/51_experiments.batch.ipynb #c003
 from __future__ import annotations
-import os, sys, time, traceback
+import os, sys, time, traceback, difflib
 from pathlib import Path
 from concurrent.futures import ProcessPoolExecutor, as_completed
 import yaml
 from .core import *
-from .experiments import experiments_dir, list_experiments, run_experiment, new_run_dir, read_json
+from .experiments import experiments_dir, list_experiments, run_experiment, new_run_dir, read_json, check_params, declared_params
 
 # %% auto #0
-__all__ = ['OK_BODY', 'profile_path', 'load_profile', 'profile_params', 'job_threads', 'run_all', 'tiny_experiment']
+__all__ = ['OK_BODY', 'profile_path', 'load_profile', 'profile_params', 'job_threads', 'check_todo', 'run_all', 'tiny_experiment']
 
 # %% ../nbs/51_experiments.batch.ipynb #c005
 def profile_path(profile, folder=None)->Path:
@@ -69,6 +69,27 @@ def job_threads(jobs:int=1,              # experiments run at once
     if jobs <= 1: return None
     return max(1, (cores or os.cpu_count() or 1)//jobs)
 
+def check_todo(todo:list,        # `(name, params)` of each experiment
+               shared=(),         # names given to every experiment (the command line's, the profile's `all`)
+               log=print)->list:
+    "`todo` with every experiment's parameters checked before any runs: a shared name an experiment lacks is left out (said), a name no experiment takes is an error."
+    out, unused, probs = [], None, []
+    for n, p in todo:
+        nb = list_experiments()[n]
+        try:
+            check_params(nb, {k: v for k, v in p.items() if k not in shared})   # its own section: every name must be its own
+            q, dropped = check_params(nb, p, unknown='drop')
+        except FundusBenchError as e: probs.append(str(e)); continue
+        if dropped: log(f"{n}: takes no {', '.join(dropped)}; left out")
+        unused = set(dropped) if unused is None else unused & set(dropped)
+        out.append((n, q))
+    if unused:
+        known = sorted({k for n, _ in todo for k in declared_params(list_experiments()[n])})
+        near = {k: difflib.get_close_matches(k, known, n=1, cutoff=0.6) for k in sorted(unused)}
+        probs += [f"{k}: no experiment takes it{f'; did you mean {m[0]}?' if m else ''}" for k, m in near.items()]
+    if probs: raise FundusBenchError('; '.join(probs))
+    return out
+
 def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or YAML path; None: the notebooks' defaults
             params:dict|None=None,  # parameters for every experiment, over the profile's
             runs_dir='runs',
@@ -86,7 +107,16 @@ def run_all(profile=None,           # profile name (`cpu-small`, `gpu-full`) or 
     bad = [n for n in names if n not in exps]
     if bad: raise DataNotFoundError(f"no experiment named {', '.join(bad)}; known: {', '.join(exps)}")
     prof = load_profile(profile)
+    secs = [k for k, v in prof.items() if isinstance(v, dict)]
+    if any(k == 'all' or k in exps for k in secs):   # a sectioned profile: every other mapping would be dropped without a word
+        odd = [k for k in secs if k != 'all' and k not in exps]
+        if odd: raise FundusBenchError('; '.join(f"{profile_path(profile)}: section {k!r} is no experiment's"
+                                                 + ''.join(f"; did you mean {m}?" for m in difflib.get_close_matches(k, exps, n=1, cutoff=0.6))
+                                                 + " (a parameter whose value is a mapping goes under 'all:' or an experiment's section)" for k in odd))
     todo = [(n, profile_params(prof, n, exps) | dict(params or {})) for n in names]
+    flat = not any(k in {'all', *names} and isinstance(v, dict) for k, v in prof.items())
+    shared = {*(params or {}), *(prof if flat else {k for k, v in prof.items() if not isinstance(v, dict)}), *(prof.get('all') or {})}
+    todo = check_todo(todo, shared, log)   # all before the first kernel starts
     env = {'FUNDUS_BENCH_EXPERIMENTS': str(experiments_dir())}
     thr = job_threads(jobs, threads)
     if thr: env |= {'OMP_NUM_THREADS': str(thr), 'MKL_NUM_THREADS': str(thr)}

@@ -8,7 +8,7 @@ import argparse, sys, json, hashlib, os, re
 from pathlib import Path
 from .core import *
 from .core import _json_default
-from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run
+from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run, check_params, find_experiment
 from .data.catalog import get_dataset
 from .tasks.core import model_task, get_task
 
@@ -24,7 +24,7 @@ def format_metrics(m:dict, keys=None)->str:
     fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else str(v)
     return '\n'.join(f'{k:<{w}}  {fmt(v)}' for k, v in rows)
 
-_MOVED = {n: 'fundus_bench.tasks.discup' for n in ('score_batch', 'summarise_scores', 'evaluate_samples', 'WHOLE_IMAGE_SETS', 'CSV_FIELDS', 'MIN_SIDE', 'list_inputs', 'out_names', 'image_note', 'write_prediction', 'predict_files')}   # importable from here for one release
+_MOVED = {n: 'fundus_bench.tasks.discup' for n in ('score_batch', 'summarise_scores', 'evaluate_samples', 'WHOLE_IMAGE_SETS', 'CSV_FIELDS', 'MIN_SIDE', 'PREDICT_EXTS', 'SKIP_WHY', 'list_inputs', 'out_names', 'image_note', 'write_prediction', 'predict_files')}   # importable from here for one release
 def __getattr__(name): return moved_attr(__name__, name, _MOVED)
 
 # %% ../nbs/70_cli.ipynb #c020
@@ -78,7 +78,10 @@ def _load_models(args)->tuple:
     import torch
     if args.threads: torch.set_num_threads(args.threads)
     task = model_task(args.model)
+    if task == 'locator': raise FundusBenchError(f"{args.model}: a disc locator (task locator in its model.json), not a [disc, cup] model; give it as --locator, with a disc/cup model as --model")
     if task != 'discup': raise FundusBenchError(f"{args.model}: a {task} model; `predict` handles disc/cup models (use `fundus-bench evaluate` to score it)")
+    if args.locator and (lt := model_task(args.locator)) != 'locator':
+        raise FundusBenchError(f"{args.locator}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
     load_predictor = get_task('discup').load
     seg, spec = load_predictor(args.model, args.device)
     if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
@@ -110,8 +113,7 @@ def model_settings(args)->dict:
 
 def _check_out(out, inputs):
     "`FundusBenchError` if `out` cannot be the output folder of `inputs`."
-    out = Path(out)
-    if out.exists() and not out.is_dir(): raise FundusBenchError(f"{out}: exists and is not a folder (--out)")
+    out = writable_dir(out, '--out', 'give another --out')   # before any model is loaded
     for i in map(Path, inputs):
         if i.is_dir() and (i.resolve() == out.resolve() or out.resolve() in i.resolve().parents):
             raise FundusBenchError(f"{i}: {'is' if i.resolve() == out.resolve() else 'inside'} the output folder (--out {out}), whose files are never inputs; give another --out")
@@ -153,7 +155,10 @@ def _predict_on_ray(args, files:list):
 def _predict(args):
     from fundus_bench.tasks.discup import list_inputs, predict_files   # torch and the models load for the commands that compute
     _check_out(args.out, args.inputs); _check_device(args)
-    files = list_inputs(args.inputs, exclude=args.out)
+    skipped = []; files = list_inputs(args.inputs, exclude=args.out, skipped=skipped)
+    if skipped:
+        print(f"fundus-bench: note: {len(skipped)} file(s) in the input folders are not taken: "
+              + '; '.join(f'{f} ({why})' for f, why in skipped[:10]) + (f'; and {len(skipped) - 10} more' if len(skipped) > 10 else ''), file=sys.stderr)
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
     if args.ray:
         _load_models(args)   # a bad model is said here, before any worker starts
@@ -177,7 +182,10 @@ def _evaluate_task(args, task, ds, ss)->tuple:
 def read_names(v:str)->list:
     "Image names from a file (one a line; blank lines and `#` comments skipped) or a comma-separated list."
     p = Path(v)
-    if p.is_file(): lines = p.read_text().splitlines()
+    if p.is_file():
+        b = p.read_bytes()   # UTF-8 with or without a byte-order mark, or UTF-16 as Windows editors save it
+        try: lines = b.decode('utf-16' if b[:2] in (b'\xff\xfe', b'\xfe\xff') else 'utf-8-sig').splitlines()
+        except UnicodeDecodeError as e: raise BadFileError(p, f"not a text file of image names ({e.reason} at byte {e.start}); --names takes one name a line") from None
     elif ',' in v or not any(c in v for c in '/\\'): lines = v.split(',')
     else: raise DataNotFoundError(f"{v}: no such names file")
     return [Path(o.split('#')[0].strip()).stem for o in lines if o.split('#')[0].strip()]
@@ -224,7 +232,7 @@ def eval_dir(args, ds, st:dict)->Path:
 
 def _write_evaluation(args, ds, m:dict, rows:list, st:dict)->int:
     out = eval_dir(args, ds, st)
-    if out.is_file(): raise FundusBenchError(f"{out}: a file, not a folder (--out)")
+    writable_dir(out, '--out' if args.out else '', 'give another --out' if args.out else "the model's folder is not writable (a shared model?): give --out FOLDER")
     js, cs = json.dumps(m, indent=2, default=_json_default).encode(), csv_bytes(rows, list(dict.fromkeys(k for r in rows for k in r)))
     check_settings(out, st, 'give another --out')
     atomic_write_bytes(out/'per_image.csv', cs); atomic_write_bytes(out/'metrics.json', js)   # both made before either is written
@@ -278,6 +286,8 @@ def _sweep(args):
 
 def _report(args):
     from fundus_bench.report import write_report
+    rd = Path(args.runs_dir)
+    if not args.run_dirs and not rd.is_dir(): raise DataNotFoundError(f"{rd}: {'not a folder' if rd.exists() else 'no such folder'} (--runs-dir): no runs to report")
     print(f'report: {write_report(args.run_dirs or None, runs_dir=args.runs_dir, out=args.out)}')
     return 0
 
@@ -326,7 +336,9 @@ def _launch(args)->int:
 def _run(name, args):
     from papermill.exceptions import PapermillExecutionError
     if args.processes < 1: raise FundusBenchError(f"--processes must be at least 1, got {args.processes}")
-    if args.processes > 1 and not os.environ.get('WORLD_SIZE'): return _launch(args)
+    if args.processes > 1 and not os.environ.get('WORLD_SIZE'):
+        if not getattr(args, 'resume', None): check_params(find_experiment(name), parse_params(args.param))   # said once, before any process starts
+        return _launch(args)
     if int(os.environ.get('RANK') or 0):   # a launched process other than rank 0: the same training, nothing written or printed
         try:
             if getattr(args, 'resume', None): resume_run(args.resume, name=name, log_output=False)
@@ -373,6 +385,9 @@ def _experiments(args):
     return 0
 
 def _runs(args):
+    rd = Path(args.runs_dir)
+    if rd.exists() and not rd.is_dir(): raise FundusBenchError(f"{rd}: not a folder (--runs-dir)")
+    if not rd.is_dir(): print(f"no runs: {rd} does not exist (--runs-dir)", file=sys.stderr); return 0
     for r in list_runs(args.runs_dir, args.name):
         print(f"{r.get('experiment', '?'):<20} {r.get('status', '?'):<12} {r.get('seconds', ''):>8}  {r['run_dir']}")
     return 0
@@ -428,8 +443,13 @@ def main(argv=None)->int:
         if args.cmd == 'sweep': return _sweep(args)
     except FundusBenchError as e:
         print(f'fundus-bench: error: {e}', file=sys.stderr); return 2
-    except KeyboardInterrupt:
-        print('fundus-bench: interrupted', file=sys.stderr); return 130
+    except OSError as e:      # the user's or the machine's: a path below a file, no permission, a full disk
+        print(f'fundus-bench: error: {os_error(e)}', file=sys.stderr); return 2
+    except KeyboardInterrupt as e:
+        rd = getattr(e, 'run_dir', None)
+        name = getattr(args, 'name', None) or args.cmd
+        print(f'fundus-bench: interrupted' + (f'; the run is kept in {rd}: continue it with  fundus-bench run {name} --resume {rd}' if rd else ''),
+              file=sys.stderr); return 130
 
 if __name__ == '__main__' and Path(sys.argv[0]).name == 'cli.py': sys.exit(main())   # `accelerate launch -m fundus_bench.cli ...`, `torchrun -m ...`
 

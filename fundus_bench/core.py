@@ -13,9 +13,10 @@ warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated',
 
 # %% auto #0
 __all__ = ['ENCODINGS', 'ENV_DATA', 'MALLOC_SETTINGS', 'FundusBenchError', 'BadFileError', 'DataNotFoundError', 'BadSamplesError',
-           'Sample', 'data_root', 'project_root', 'embedded_data', 'param_root', 'safe_join', 'set_seed', 'worker_seed',
-           'default_device', 'to_channels_last', 'tune_malloc', 'moved_attr', 'atomic_write_bytes', 'atomic_write_json',
-           'read_json', 'file_hash', 'check_settings', 'csv_bytes', 'write_csv']
+           'os_error', 'writable_dir', 'Sample', 'data_root', 'project_root', 'embedded_data', 'param_root',
+           'safe_join', 'set_seed', 'worker_seed', 'default_device', 'to_channels_last', 'tune_malloc', 'moved_attr',
+           'atomic_write_bytes', 'atomic_write_json', 'read_json', 'file_hash', 'check_settings', 'csv_bytes',
+           'write_csv']
 
 # %% ../nbs/00_core.ipynb #c005
 class FundusBenchError(Exception):
@@ -37,6 +38,32 @@ class BadSamplesError(FundusBenchError, ValueError):
         head = f"{n}{'' if total is None else f' of {total}'} {what} unusable"
         lines = [f'  {e}' for e in self.errors[:show]] + ([f'  ... and {n - show} more'] if n > show else [])
         super().__init__('\n'.join([head + ':'] + lines))
+
+# %% ../nbs/00_core.ipynb #c006b
+import errno as _errno
+
+def os_error(e:OSError, hint:str='')->str:
+    "One line naming the path(s) of `e` and what the operating system said; `hint` (what to do) appended."
+    why = e.strerror or type(e).__name__
+    if e.errno == _errno.ENOSPC: why += ' (the disk is full: free space, or write elsewhere)'
+    if e.errno in (_errno.EROFS, _errno.EACCES, _errno.EPERM) and not hint: why += ' (no write permission here?)' if e.errno != _errno.EROFS else ''
+    if e.errno in (_errno.EEXIST, _errno.ENOTDIR): why = 'a file stands where a folder is needed'
+    where = ' -> '.join(str(o) for o in (e.filename, e.filename2) if o is not None) or '<unknown path>'
+    return f"{where}: {why}" + (f"; {hint}" if hint else '')
+
+def writable_dir(path,          # a folder to write into (made when missing)
+                 what:str='',   # the option that named it, e.g. '--out'
+                 hint:str='')->Path: # what to do instead, said when it is not writable
+    "`path`, made if needed and checked writable by creating and removing a file in it; `FundusBenchError` in one line otherwise."
+    path = Path(path); opt = f" ({what})" if what else ''
+    if path.exists() and not path.is_dir(): raise FundusBenchError(f"{path}: exists and is not a folder{opt}")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path): pass
+    except OSError as e:
+        if e.errno in (_errno.EEXIST, _errno.ENOTDIR): raise FundusBenchError(f"{path}: a part of this path is a file, not a folder{opt}") from None
+        raise FundusBenchError(os_error(e, hint) + opt) from None
+    return path
 
 # %% ../nbs/00_core.ipynb #c008
 from dataclasses import dataclass, field

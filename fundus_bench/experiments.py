@@ -10,9 +10,10 @@ import yaml
 from .core import *
 
 # %% auto #0
-__all__ = ['RENAMED', 'TERMINAL_ENV', 'KERNEL_ARGS', 'experiments_dir', 'list_experiments', 'experiment_name', 'find_experiment',
-           'parse_value', 'notebook_params', 'parse_params', 'git_commit', 'new_run_dir', 'update_run', 'save_metrics',
-           'pid_alive', 'run_status', 'list_runs', 'run_experiment', 'resume_run']
+__all__ = ['RENAMED', 'PARAM_RANGES', 'TERMINAL_ENV', 'KERNEL_ARGS', 'experiments_dir', 'list_experiments', 'experiment_name',
+           'find_experiment', 'parse_value', 'notebook_params', 'parse_params', 'declared_params', 'in_interval',
+           'check_params', 'git_commit', 'new_run_dir', 'update_run', 'save_metrics', 'pid_alive', 'run_status',
+           'list_runs', 'run_experiment', 'resume_run']
 
 # %% ../nbs/50_experiments.ipynb #c005
 def experiments_dir()->Path:
@@ -83,6 +84,85 @@ def parse_params(pairs)->dict:
     "A dict from `[(key, value), ...]` with YAML-typed values."
     return {k: parse_value(v) for k, v in (pairs or [])}
 
+# %% ../nbs/50_experiments.ipynb #c009b
+import ast, re, math, difflib
+
+PARAM_RANGES = [   # (parameter names, a regular expression; the interval their numbers must lie in); the first match applies
+    (r'k', '[2, inf)'),                                                                                 # folds
+    (r'(.+_)?(epochs|steps|iters|bs|size|patch|patches)|max[12]|stride|rpn_train|speed_n|threads|lam_S|scale'
+     r'|n_(train|valid)|max_(source|target)|valid_max|mask_pos_max', '[1, inf)'),                       # counts and sizes
+    (r'seed|num_workers|n_synthetic|n_show|(d_)?warmup|k_min|retrain_epochs|adapt_epochs', '[0, inf)'),
+    (r'(.+_)?pct|drops|disc_diameter_frac|crop_frac', '(0, 1)'),                                        # shares
+    (r'thr|p_pos', '[0, 1]'),
+    (r'overlap|mom', '[0, 1)'),
+    (r'(.+_)?lr|lr_d|lr2_mult|(.+_)?(width|depth)|ir|width_mult|(fpn|box|mask|d)_(ch|width)|pos_weight|lam0|lam_step|lam_min', '(0, inf)'),
+    (r'lambda_adv|mask_margin', '[0, inf)')]
+_WHOLE = r'k|(.+_)?(epochs|steps|iters|bs|size|patch|patches)|max[12]|stride|rpn_train|speed_n|threads|lam_S|scale|n_\w+|max_(source|target)|valid_max|mask_pos_max|seed|num_workers|(d_)?warmup|k_min'
+
+def declared_params(nb)->dict:
+    "`{name: (default, comment)}` of the `parameters` cell of notebook `nb`, read as `notebook_params` reads it (a default that is not a literal is `...`)."
+    import nbformat
+    from papermill.translators import PythonTranslator
+    c = next((c for c in nbformat.read(str(nb), 4).cells if 'parameters' in c.metadata.get('tags', [])), None)
+    def _lit(s):
+        try: return ast.literal_eval(s)
+        except (ValueError, SyntaxError): return ...
+    return {} if c is None else {o.name: (_lit(o.default), o.help) for o in PythonTranslator.inspect(c)}
+
+def _range(k:str)->str|None:
+    "The interval of `PARAM_RANGES` parameter `k` falls in, e.g. '(0, 1]'."
+    return next((iv for pat, iv in PARAM_RANGES if re.fullmatch(pat, k)), None)
+
+def in_interval(v, iv:str)->bool:
+    "Whether number `v` lies in interval `iv`, written '[lo, hi)', '(0, inf)'..."
+    lo, hi = (float(o) for o in iv[1:-1].split(','))
+    return (v > lo if iv[0] == '(' else v >= lo) and (v < hi if iv[-1] == ')' else v <= hi)
+
+def _check_param(k:str, v, default, note:str):
+    "`(value, problem)`: `v` as parameter `k` takes it, or why it cannot."
+    if v is None:   # a number whose comment does not say what None means must stay a number; other kinds take None as "not given"
+        num = isinstance(default, (int, float)) and not isinstance(default, bool)
+        return (None, '') if not num or 'None' in note else (None, f"{k}: None is not allowed (default {default!r})")
+    whole = isinstance(default, int) and not isinstance(default, bool) or (default is None and re.fullmatch(_WHOLE, k))
+    if isinstance(default, bool):
+        if not isinstance(v, bool): return v, f"{k}: expected true or false, got {v!r}"
+    elif whole:
+        if isinstance(v, float) and math.isfinite(v) and v == int(v): v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int): return v, f"{k}: expected a whole number, got {v!r}"
+    elif isinstance(default, float) or (default is None and _range(k)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)): return v, f"{k}: expected a number, got {v!r}"
+        if not math.isfinite(v): return v, f"{k}: expected a finite number, got {v!r}"
+    elif isinstance(default, str):
+        if isinstance(v, (int, float)) and not isinstance(v, bool): v = str(v)
+        if not isinstance(v, str): return v, f"{k}: expected text, got {v!r}"
+    elif isinstance(default, (list, dict)) and not isinstance(v, (list, dict)):
+        return v, f"{k}: expected a {type(default).__name__}, got {v!r}"
+    r = _range(k) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    if r and not in_interval(v, r): return v, f"{k}: {v!r} out of range (must lie in {r})"
+    if k == 'device' and v not in ('', 'auto'):   # an unusable device said here, not after the kernel has loaded the data
+        try: default_device(str(v))
+        except ValueError as e: return v, f"{k}: {e}"
+    return v, ''
+
+def check_params(nb,                     # experiment notebook
+                 params:dict,            # parameters to pass to it
+                 unknown:str='error'     # 'error': an undeclared name is an error; 'drop': leave it out
+                )->tuple:
+    "`(params, dropped)`: `params` checked against `nb`'s parameters cell; `FundusBenchError` naming every bad one."
+    decl = declared_params(nb); out, dropped, probs = {}, [], []
+    if not decl: return dict(params), []
+    for k, v in params.items():
+        if k not in decl:
+            if unknown == 'drop': dropped.append(k); continue
+            near = difflib.get_close_matches(k, list(decl), n=1, cutoff=0.6)
+            probs.append(f"{k}: unknown parameter{f'; did you mean {near[0]}?' if near else ''}")
+            continue
+        out[k], why = _check_param(k, v, *decl[k])
+        if why: probs.append(why)
+    head, _, tail = Path(nb).stem.partition('_')
+    if probs: raise FundusBenchError(f"{tail if head.isdigit() and tail else Path(nb).stem}: {'; '.join(probs)} (parameters: {', '.join(decl)})")
+    return out, dropped
+
 # %% ../nbs/50_experiments.ipynb #c011
 def git_commit(folder=None)->str|None:
     "The git commit of the project (with `+dirty` when the tree has changes), or None outside git."
@@ -96,7 +176,7 @@ def git_commit(folder=None)->str|None:
 
 def new_run_dir(name:str, runs_dir='runs')->Path:
     "A fresh `runs_dir/name/<timestamp>` folder (never reuses one)."
-    base = Path(runs_dir)/name
+    base = writable_dir(Path(runs_dir), '--runs-dir')/name   # a file or a read-only folder said in one line
     stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     for i in range(1000):
         p = base/(stamp if i == 0 else f'{stamp}-{i}')
@@ -147,7 +227,7 @@ class _Interrupted(KeyboardInterrupt): pass
 def _interrupt_handler(kids=()):
     "SIGTERM handler: stop the notebook's kernel (children not in `kids`) first, then raise `_Interrupted`."
     def _handler(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
+        for s in (signal.SIGTERM, signal.SIGINT): signal.signal(s, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
         _stop_children(exclude=kids, wait=2.)          # a kernel torn down by the client mid-reply prints a socket traceback
         raise _Interrupted(signal.Signals(signum).name)
     return _handler
@@ -177,6 +257,7 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
     import papermill as pm
     nb = find_experiment(name)
     exp = next((k for k, v in list_experiments(nb.parent).items() if v == nb), nb.stem)
+    params, _ = check_params(nb, {k: v for k, v in (params or {}).items() if k != 'out_dir'})   # before any folder or kernel
     run_dir = Path(run_dir) if run_dir else new_run_dir(exp, runs_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     params = dict(params or {}) | {'out_dir': str(run_dir.resolve())}
@@ -185,20 +266,23 @@ def run_experiment(name:str,              # experiment name (see `list_experimen
     update_run(run_dir, overridden=sorted(k for k in params if k != 'out_dir'), experiment=exp, notebook=str(nb), status='running', started=datetime.datetime.now().isoformat(timespec='seconds'),
                git_commit=git_commit(), cwd=os.getcwd(), host=platform.node(), python=sys.version.split()[0], pid=os.getpid())
     kids = _children()
-    old = signal.signal(signal.SIGTERM, _interrupt_handler(kids)) if _main_thread() else None
+    sigs = [signal.SIGTERM] + [signal.SIGINT]*(signal.getsignal(signal.SIGINT) is signal.default_int_handler)   # Ctrl-C too, unless ignored
+    old = {s: signal.signal(s, _interrupt_handler(kids)) for s in sigs} if _main_thread() else None
     try:
         _execute(pm, nb, run_dir/f'{exp}.ipynb', params, kernel, log_output, timeout)
     except (KeyboardInterrupt, _Interrupted) as e:
-        if old is not None: signal.signal(signal.SIGTERM, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
+        for s in old or (): signal.signal(s, signal.SIG_IGN)   # a second signal must not cut the bookkeeping short
+        import logging; logging.getLogger('asyncio').setLevel(logging.CRITICAL)   # the aborted notebook client's tasks: noise, not news
         _stop_children(exclude=kids)   # the notebook's kernel: never leave it running
         update_run(run_dir, status='interrupted', ended=_now(), seconds=round(time.time() - t0, 1), error=f'interrupted ({e or "SIGINT"})')
+        e.run_dir = run_dir   # what `--resume` continues
         raise
     except Exception as e:
         update_run(run_dir, status='failed', ended=_now(), seconds=round(time.time() - t0, 1), error=f'{type(e).__name__}: {str(e)[-2000:]}')
         e.run_dir, e.executed = run_dir, run_dir/f'{exp}.ipynb'   # where to look: the run folder, the notebook with its failing cell
         raise
     finally:
-        if old is not None: signal.signal(signal.SIGTERM, old)
+        for s, h in (old or {}).items(): signal.signal(s, h)
     update_run(run_dir, status='done', ended=_now(), seconds=round(time.time() - t0, 1))
     return run_dir
 

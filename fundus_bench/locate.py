@@ -8,7 +8,7 @@ import numpy as np, torch
 from pathlib import Path
 from fastai.data.core import DataLoaders
 from .core import *
-from .data.io import load_image, load_discup, read_lesion
+from .data.io import load_image, load_discup, read_disc_map
 from .data.catalog import get_dataset
 from .data.preprocess import crop_box
 from .data.loaders import SegDataset, resize_pair, reseed_augment, dsets_dls
@@ -21,7 +21,7 @@ __all__ = ['disc_mask', 'loc_samples', 'LocDataset', 'loc_dls', 'mask_centre', '
 # %% ../nbs/41_locate.ipynb #c005
 def disc_mask(s:Sample, shape=None)->np.ndarray:
     "The (H,W) bool optic-disc mask of a whole-image sample (IDRiD `OD`, or the disc plane of disc/cup ground truth)."
-    if 'OD' in s.gt: return read_lesion(s.gt['OD'], shape if shape is not None else load_image(s).shape[:2])
+    if 'OD' in s.gt: return read_disc_map(s.gt['OD'], shape if shape is not None else load_image(s).shape[:2])
     return load_discup(s, shape=shape)[0]
 
 def loc_samples(names=('drishti-gs1', 'idrid-seg'), # releases with whole-image disc masks

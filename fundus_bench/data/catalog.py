@@ -716,8 +716,9 @@ def find_datasets(root=None)->list[Dataset]:
     return out
 
 # %% ../../nbs/02_data.catalog.ipynb #c060
+import numpy as np
 from .io import (load_image, load_discup, load_lesions, image_shape, read_ternary_mask,
-                                  read_softmap_pair, read_binary_pair, read_lesion)
+                                  read_softmap_pair, read_binary_pair, read_lesion, read_disc_map, check_discup, discup_files)
 
 DatasetRow = namedtuple('DatasetRow', 'name split domain n_images n_with_gt n_bad')
 
@@ -728,8 +729,9 @@ def _err(e, path)->tuple:
 def _discup(s:Sample, shape):
     "Disc/cup planes of `s`, checked against `shape`; with no shape (unreadable image) the masks alone are checked."
     if shape is not None: return load_discup(s, shape=shape)
-    if s.encoding == 'ternary': return read_ternary_mask(s.gt['discup'])
-    return (read_softmap_pair if s.encoding == 'softmap' else read_binary_pair)(s.gt['disc'], s.gt['cup'])
+    if s.encoding == 'ternary': m = read_ternary_mask(s.gt['discup'])
+    else: m = (read_softmap_pair if s.encoding == 'softmap' else read_binary_pair)(s.gt['disc'], s.gt['cup'])
+    return check_discup(m, *discup_files(s))
 
 def check_sample(s:Sample, check_points=True)->list[tuple]:
     "Load `s`'s image and every ground-truth file; the `(path, problem)` of each that fails."
@@ -741,8 +743,9 @@ def check_sample(s:Sample, check_points=True)->list[tuple]:
         except Exception as e: probs.append(_err(e, s.gt.get('discup', s.gt.get('disc'))))
     for k in [k for k in LESIONS if k in s.gt]:
         try:
-            if shape is None: read_lesion(s.gt[k], image_shape(s.gt[k]))
-            else: load_lesions(s, names=(k,), shape=shape)
+            sh = image_shape(s.gt[k]) if shape is None else shape
+            if k == 'OD': read_disc_map(s.gt[k], sh)   # a whole-image disc mask
+            else: read_lesion(s.gt[k], sh)
         except Exception as e: probs.append(_err(e, s.gt[k]))
     if check_points and shape is not None:
         h,w = shape

@@ -8,11 +8,13 @@ import re, warnings
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
+import cv2
 from ..core import BadFileError, Sample
 
 # %% auto #0
 __all__ = ['MAX_PIXELS', 'open_image', 'read_image', 'image_shape', 'read_map', 'read_ternary_mask', 'check_cup_in_disc',
-           'read_softmap_pair', 'read_binary_pair', 'read_lesion', 'load_image', 'load_discup', 'load_lesions']
+           'discup_problems', 'check_discup', 'read_softmap_pair', 'read_binary_pair', 'read_lesion', 'read_disc_map',
+           'load_image', 'load_discup', 'discup_files', 'load_lesions']
 
 # %% ../../nbs/01_data.io.ipynb #c007
 MAX_PIXELS = 200_000_000  # default limit on width x height, checked from the header before decoding
@@ -30,9 +32,14 @@ def _check_file(path:Path):
 
 def _unidentified(path:Path)->str:
     "Why PIL could not identify `path`: a known signature with a broken header, or not an image at all."
-    with open(path, 'rb') as f: head = f.read(16)
+    with open(path, 'rb') as f: more = f.read(132)
+    head = more[:16]
     fmt = next((v for k,v in _SIGNATURES.items() if head.startswith(k)), None)
     if fmt: return f"corrupt {fmt} header: the file starts like a {fmt} but PIL cannot parse it"
+    if more[128:132] == b'DICM': return "a DICOM file, not read here: export its image as PNG or JPEG"
+    if more[4:8] == b'ftyp': return f"an ISO media file ({more[8:12].decode('latin-1')}: HEIC/HEIF or video), not read here: convert it to PNG or JPEG"
+    if head.startswith(b'%PDF'): return "a PDF document, not an image"
+    if head.startswith(b'PK\x03\x04'): return "a ZIP archive: unpack it first"
     return f"not an image: unknown format (file starts with {head!r})"
 
 def _too_big(path, n:int, limit:int, wh=None)->BadFileError:
@@ -54,6 +61,9 @@ def _pil_open(path:Path)->Image.Image:
             return Image.open(path)
     except Image.DecompressionBombError as e: raise _bomb(path, e) from e
     except Image.UnidentifiedImageError: raise BadFileError(path, _unidentified(path)) from None
+    except OSError as e:
+        if e.errno is not None: raise BadFileError(path, f"cannot be read ({e.strerror})") from None   # the OS's, e.g. no permission
+        raise BadFileError(path, f"corrupt or truncated image header ({_why(e)})") from e
     except Exception as e: raise BadFileError(path, f"corrupt or truncated image header ({_why(e)})") from e
 
 # %% ../../nbs/01_data.io.ipynb #c008
@@ -65,6 +75,9 @@ def open_image(path,                      # image or mask file, any format PIL r
     with _pil_open(path) as im:
         w,h = im.size
         if w*h > max_pixels: raise _too_big(path, w*h, max_pixels, (w,h))
+        n = getattr(im, 'n_frames', 1)
+        if n > 1 and im.format != 'MPO':   # a JPEG's MPO preview frames are not other images
+            raise BadFileError(path, f"holds {n} images ({im.format} pages or frames); only the first would be read: save each image as its own file")
         try: im.load()
         except Exception as e: raise BadFileError(path, f"corrupt or truncated image data ({_why(e)})") from e
         try: ImageOps.exif_transpose(im, in_place=True)
@@ -148,6 +161,15 @@ def _one_channel(a:np.ndarray, path, agree=True)->np.ndarray:
     return r
 
 # %% ../../nbs/01_data.io.ipynb #c024
+def _check_opaque(path, im:Image.Image):
+    "`BadFileError` when a map has transparent pixels: what its alpha hides would be read as if it were shown."
+    band = next((b for b in im.getbands() if b in 'Aa'), None)
+    if band is None and 'transparency' not in im.info: return
+    a = np.asarray(im.getchannel(band) if band else im.convert('RGBA').getchannel('A'))
+    n = int(np.count_nonzero(a < 255))
+    if n: raise BadFileError(path, f"transparent pixels (alpha < 255 at {n:,} of {a.size:,} px): a mask must be opaque, "
+                                   "or what its alpha hides is read as if it were there; save it without transparency")
+
 def read_map(path,              # mask file, any mode
              shape=None,        # expected (H, W[, C]); `None` skips the size check
              agree:bool=True,   # colour maps: channels must be equal (`False`: take their maximum)
@@ -155,7 +177,7 @@ def read_map(path,              # mask file, any mode
             )->np.ndarray:
     "A ground-truth map as one (H, W) `uint8` channel of raw values (palette indices or grey levels)."
     path = Path(path)
-    im = open_image(path); _check_size(path, im, shape, what)
+    im = open_image(path); _check_size(path, im, shape, what); _check_opaque(path, im)
     m = im.mode
     if m == 'L': return np.asarray(im)
     if m == 'P': return _palette_map(im)
@@ -213,6 +235,44 @@ def check_cup_in_disc(msk:np.ndarray,    # (2, H, W) bool: disc, cup
     msk[1] &= msk[0]
     return msk
 
+# %% ../../nbs/01_data.io.ipynb #c032b
+def _holes(m:np.ndarray)->int:
+    "Pixels of the background of `m` enclosed by it (4-connected background regions that touch no border)."
+    n,lab = cv2.connectedComponents((~m).astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    return int(np.count_nonzero(~m & ~np.isin(lab, edge)))
+
+def discup_problems(msk:np.ndarray,        # (2, H, W) bool: disc, cup (cup inside the disc)
+                    max_share:float=0.75,  # largest share of the image a disc may cover
+                    frag_tol:float=0.02,   # share of the disc (cup) allowed outside its largest piece, or in holes
+                    max_cup:float=0.98     # largest share of the disc its cup may cover (less than 2% of rim: none)
+                   )->list:
+    "`(plane, problem)` pairs, plane 'disc' or 'cup', for what makes `msk` implausible as ground truth; [] when nothing."
+    d,c = msk; n = np.count_nonzero(d); out = []
+    if not n: return out                       # no disc in view: allowed
+    if n/d.size > max_share: out.append(('disc', f"the disc covers {n/d.size:.0%} of the image (more than {max_share:.0%}): inverted encoding or unmarked background?"))
+    if d[0].any() and d[-1].any() and d[:, 0].any() and d[:, -1].any(): out.append(('disc', "the disc touches all four borders of the image"))
+    for k,m in (('disc', d), ('cup', c)):
+        m_n = np.count_nonzero(m)
+        if not m_n: continue
+        k_n,_,st,_ = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=4); k_n -= 1
+        rest = 1 - st[1:, cv2.CC_STAT_AREA].max()/m_n
+        if rest > frag_tol: out.append((k, f"the {k} is {k_n} separate pieces ({rest:.1%} of it outside the largest; tolerance {frag_tol:.0%})"))
+        holes = _holes(m)/m_n
+        if holes > frag_tol: out.append((k, f"the {k} has holes ({holes:.1%} of its area; tolerance {frag_tol:.0%})"))
+    if np.count_nonzero(c)/n > max_cup: out.append(('cup', f"the cup fills {np.count_nonzero(c)/n:.0%} of the disc (more than {max_cup:.0%}): no rim"))
+    return out
+
+def check_discup(msk:np.ndarray,   # (2, H, W) bool: disc, cup
+                 path=None,        # the disc's file (or the one ternary map), named in the error
+                 cup_path=None,    # the cup's file when it is another one
+                 **kwargs)->np.ndarray: # limits of `discup_problems`
+    "`msk` unchanged when plausible as ground truth; else `BadFileError` naming the file and every problem."
+    probs = discup_problems(msk, **kwargs)
+    if not probs: return msk
+    f = cup_path if cup_path is not None and all(k == 'cup' for k,_ in probs) else path
+    raise BadFileError(f or '<mask>', f"implausible disc/cup ground truth: {'; '.join(m for _,m in probs)}")
+
 # %% ../../nbs/01_data.io.ipynb #c034
 def _experts(n_experts:int=4, min_experts:int=2):
     "Allowed values (256 bools), the lowest value counted as 'in', and the levels of an `n_experts` agreement map."
@@ -261,7 +321,8 @@ def read_binary_pair(disc_path,          # disc map, 0/255 or 0/1 (the whole dis
 # %% ../../nbs/01_data.io.ipynb #c040
 def read_lesion(path,       # lesion map ({0,1} palette TIFF, 0/255 PNG, colour); `None` or missing = no lesion
                 shape,      # image (H, W): the map must match, and an empty mask gets it
-                out=None    # optional (H, W) bool array to fill
+                out=None,   # optional (H, W) bool array to fill
+                max_share:float=0.5 # a lesion covering more of the image is refused (an inverted map)
                )->np.ndarray:
     "One lesion type as an (H, W) bool mask; an absent file gives an all-False mask."
     shape = tuple(shape[:2])
@@ -269,7 +330,18 @@ def read_lesion(path,       # lesion map ({0,1} palette TIFF, 0/255 PNG, colour)
     if path is None or not Path(path).exists(): out[...] = False; return out
     a = read_map(path, shape, agree=False)
     _check_binary(path, a)
-    return np.not_equal(a, 0, out=out)
+    np.not_equal(a, 0, out=out)
+    share = np.count_nonzero(out)/max(out.size, 1)
+    if share > max_share: raise BadFileError(path, f"implausible lesion map: the lesion covers {share:.0%} of the image (more than {max_share:.0%}): inverted map?")
+    return out
+
+def read_disc_map(path,   # a whole-image optic-disc map (IDRiD `OD`), encoded as a lesion map
+                  shape   # image (H, W)
+                 )->np.ndarray:
+    "An (H, W) bool optic-disc mask from a one-structure map, refused when implausible as a disc (see `check_discup`)."
+    m = read_lesion(path, shape)
+    check_discup(np.stack([m, np.zeros_like(m)]), path)
+    return m
 
 # %% ../../nbs/01_data.io.ipynb #c043
 def _hw(sample:Sample, shape)->tuple:
@@ -286,14 +358,21 @@ def load_image(sample:Sample, max_pixels:int=MAX_PIXELS)->np.ndarray:
 def load_discup(sample:Sample,       # a sample with encoding 'ternary', 'softmap' or 'binary'
                 shape=None,          # image (H, W[, 3]); `None` reads it from the image header
                 min_experts:int=2,   # soft maps: experts who must agree
-                cup_tol:float=0.02   # two-file encodings: share of cup allowed outside the disc (repaired)
+                cup_tol:float=0.02,  # two-file encodings: share of cup allowed outside the disc (repaired)
+                plausible:bool=True  # refuse implausible masks (see `check_discup`)
                )->np.ndarray:
-    "Disc/cup planes, (2, H, W) bool, of a sample, checked against its image size."
+    "Disc/cup planes, (2, H, W) bool, of a sample, checked against its image size (and for plausibility)."
     shape,enc = _hw(sample, shape),sample.encoding
-    if enc == 'ternary': return read_ternary_mask(_gt(sample, 'discup'), shape)
-    if enc == 'softmap': return read_softmap_pair(_gt(sample, 'disc'), _gt(sample, 'cup'), shape, min_experts, cup_tol=cup_tol)
-    if enc == 'binary':  return read_binary_pair(_gt(sample, 'disc'), _gt(sample, 'cup'), shape, cup_tol)
-    raise ValueError(f"{sample.image}: encoding {enc!r} has no disc/cup ground truth")
+    if enc == 'ternary': m = read_ternary_mask(_gt(sample, 'discup'), shape)
+    elif enc == 'softmap': m = read_softmap_pair(_gt(sample, 'disc'), _gt(sample, 'cup'), shape, min_experts, cup_tol=cup_tol)
+    elif enc == 'binary': m = read_binary_pair(_gt(sample, 'disc'), _gt(sample, 'cup'), shape, cup_tol)
+    else: raise ValueError(f"{sample.image}: encoding {enc!r} has no disc/cup ground truth")
+    return check_discup(m, *discup_files(sample)) if plausible else m
+
+def discup_files(sample:Sample)->tuple:
+    "`(disc file, cup file)` of a sample's disc/cup ground truth (the same file twice for a ternary map)."
+    g = sample.gt
+    return (g['discup'], None) if 'discup' in g else (g.get('disc'), g.get('cup'))
 
 def load_lesions(sample:Sample, names=('MA', 'HE'), shape=None)->np.ndarray:
     "Lesion masks, (len(names), H, W) bool in the order of `names`; missing files give empty planes."

@@ -8,10 +8,11 @@ import io, importlib, torch, torch.nn as nn
 from pathlib import Path
 from ..core import *
 from .unet import GeneralizedUNet
+import safetensors.torch
 
 # %% auto #0
-__all__ = ['ARCHS', 'CHANNELS_LAST', 'save_weights', 'load_weights', 'first_line', 'lazy_arch', 'arch_name', 'build_model',
-           'save_model', 'load_model', 'check_spec']
+__all__ = ['ARCHS', 'CHANNELS_LAST', 'save_weights', 'load_weights', 'safe_load', 'load_failure', 'misfit', 'first_line',
+           'lazy_arch', 'arch_name', 'build_model', 'save_model', 'load_model', 'check_spec']
 
 # %% ../../nbs/28_models.registry.ipynb #c005
 def save_weights(model:nn.Module, path)->Path:
@@ -22,15 +23,48 @@ def save_weights(model:nn.Module, path)->Path:
 def load_weights(model:nn.Module, path, strict:bool=True, device='cpu')->nn.Module:
     "Load a state dict from `path` into `model` without unpickling arbitrary objects."
     path = Path(path)
-    try: sd = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        if path.is_file() and path.stat().st_size == 0: raise BadFileError(path, "empty file (0 bytes): not a checkpoint") from e
-        raise BadFileError(path, f"not a loadable weights-only checkpoint ({type(e).__name__}: {first_line(e)})") from e
+    sd = safe_load(path, device)
     if not isinstance(sd, dict): raise BadFileError(path, f"expected a state dict, found {type(sd).__name__}")
     if 'model' in sd and isinstance(sd['model'], dict): sd = sd['model']   # fastai's `learn.save(with_opt=True)` layout
     try: model.load_state_dict(sd, strict=strict)
-    except RuntimeError as e: raise BadFileError(path, f"weights do not fit a {type(model).__name__} ({first_line(e)})") from e
+    except RuntimeError as e: raise BadFileError(path, f"weights do not fit a {type(model).__name__} ({misfit(model, sd) or first_line(e)})") from e
     return model
+
+def safe_load(path, device='cpu'):
+    "`torch.load(path, weights_only=True)` (a `.safetensors` file: safetensors); any failure a `BadFileError` saying why, in this project's words."
+    path = Path(path)
+    if path.suffix.lower() == '.safetensors':
+        try: return safetensors.torch.load_file(str(path), device=str(device))
+        except Exception as e: raise BadFileError(path, f"not a loadable safetensors file ({type(e).__name__}: {first_line(e)})") from None
+    try: return torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:
+        if path.is_file() and path.stat().st_size == 0: raise BadFileError(path, "empty file (0 bytes): not a checkpoint") from e
+        raise BadFileError(path, f"not a loadable weights-only checkpoint: {load_failure(path, e)}") from None
+
+def load_failure(path, e:Exception)->str:
+    "Why `torch.load(..., weights_only=True)` refused `path` (PyTorch's advice to lift the protection left out)."
+    import re
+    msg = str(e)
+    try:
+        with open(path, 'rb') as f: head = f.read(64)
+    except OSError: head = b''
+    if head.startswith(b'version https://git-lfs'): return "a Git LFS pointer, not the weights (fetch the file itself: git lfs pull)"
+    m = re.search(r'GLOBAL ([\w.]+)', msg)
+    if m: return f"it holds pickled code or objects ({m.group(1)}), refused for safety; only plain weights (tensors in a state dict) are loaded"
+    if 'Weights only load failed' in msg:
+        op = re.search(r'Unsupported operand (\d+)', msg)
+        return f"not a PyTorch weights file{f' (unsupported pickle operand {op.group(1)})' if op else ''}, or one holding objects other than tensors; refused for safety"
+    return f"{type(e).__name__}: {first_line(e)}"
+
+def misfit(model:nn.Module, sd:dict)->str:
+    "How state dict `sd` differs from `model`'s: missing, unexpected and reshaped tensors, with the first of each."
+    own = model.state_dict()
+    miss, extra = [k for k in own if k not in sd], [k for k in sd if k not in own]
+    shp = [k for k in own if k in sd and hasattr(sd[k], 'shape') and tuple(sd[k].shape) != tuple(own[k].shape)]
+    out = [f"{len(miss)} of its {len(own)} tensors missing, first {miss[0]}"] if miss else []
+    if extra: out.append(f"{len(extra)} unexpected, first {extra[0]}")
+    if shp: out.append(f"{len(shp)} of another shape, first {shp[0]} {tuple(sd[shp[0]].shape)} instead of {tuple(own[shp[0]].shape)}")
+    return '; '.join(out)
 
 def first_line(e:BaseException, n:int=200)->str:
     "The first non-empty line of `e`'s message (at most `n` characters), or its class name."
@@ -86,7 +120,8 @@ def save_model(learn_or_model, # a fastai `Learner` or an `nn.Module`
 def _legacy_spec(d:Path)->dict:
     "Spec of a U-Net run folder written before `model.json` existed (from its `params.json`)."
     pj = d/'params.json'
-    if not pj.exists(): raise DataNotFoundError(f"{d}: no model.json (nor params.json) to rebuild the model from")
+    if not pj.exists(): raise DataNotFoundError(f"{d.resolve()}: no model.json (nor params.json) to say which network the weights belong to; "
+                                                "give a run folder, its model.json, or a weights file with model.json beside it")
     p = read_json(pj); p = p.get('params', p) if isinstance(p.get('params'), dict) else p
     kw = {k: p[k] for k in ('depth', 'width', 'ir') if k in p}
     return dict(arch='unet', arch_kw=kw, size=p.get('size'), channels=['disc', 'cup'], weights='model.pth')
@@ -105,14 +140,18 @@ def load_model(path,        # a run folder, its `model.json`, or a `model.pth` w
         spec = read_json(js)
         if 'arch' not in spec: raise BadFileError(js, "no 'arch' field")
         check_spec(spec, js)
-    else: spec = _legacy_spec(d)
+    else: spec = _legacy_spec(d)   # an older U-Net run folder; said as such when the weights do not fit
     wts = path if path.is_file() and path.suffix != '.json' else d/str(spec.get('weights') or 'model.pth')
     if not wts.exists(): raise DataNotFoundError(f"{wts}: weights file missing")
     if wts.is_dir(): raise BadFileError(wts, "a folder, not a weights file")
     try: model = build_model(spec['arch'], **(spec.get('arch_kw') or {}))
     except (ValueError, TypeError, KeyError) as e:
         raise BadFileError(js if js.exists() else d/'params.json', f"cannot build {spec['arch']!r} from it ({first_line(e)})") from e
-    load_weights(model, wts, device='cpu')
+    try: load_weights(model, wts, device='cpu')
+    except BadFileError as e:
+        if js.exists() or 'do not fit' not in e.problem: raise
+        raise BadFileError(js, f"missing, so the weights were taken for the U-Net that params.json describes, and they do not fit it "
+                               f"({e.problem.partition('(')[2].rstrip(')')}); put the model.json saved with {wts.name} beside it") from None
     if channels_last and spec['arch'] in CHANNELS_LAST: model = to_channels_last(model)
     return model.to(dev).eval(), spec
 
@@ -124,6 +163,13 @@ def check_spec(spec:dict, path)->dict:
     sz = spec.get('size')
     if sz is not None and (isinstance(sz, bool) or not isinstance(sz, int) or sz <= 0):
         raise BadFileError(path, f"'size' must be a positive whole number of pixels, found {sz!r}")
+    for k, lo, hi in (('thr', 0, 1), ('crop', 0, None), ('loc_thr', 0, 1)):
+        v = spec.get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v == v or v < lo or (hi is not None and v > hi)
+                              or (k == 'crop' and (v <= 0 or v == float('inf')))):
+            raise BadFileError(path, f"'{k}' must be a number {'between 0 and 1' if hi else 'above 0'}, found {v!r}")
+    for k in ('task', 'role'):
+        if spec.get(k) is not None and not isinstance(spec[k], str): raise BadFileError(path, f"'{k}' must be a name, found {spec[k]!r}")
     ch = spec.get('channels')
     if ch is not None and not (isinstance(ch, list) and all(isinstance(c, str) for c in ch)):
         raise BadFileError(path, f"'channels' must be a list of names, found {ch!r}")

@@ -33,9 +33,11 @@ def get_task(name:str)->Task:
     return importlib.import_module(f'fundus_bench.{TASKS[name]}').task
 
 def model_task(path)->str:
-    "The task a saved model serves: `model.json`'s `task` (`discup` when absent; `lesions` for older Red-Seg run folders)."
+    "The task a saved model serves: `model.json`'s `task` (else `locator` for a one-plane disc locator, `discup`; `lesions` for older Red-Seg run folders)."
     d = Path(path) if Path(path).is_dir() else Path(path).parent
     spec = read_json(d/'model.json', None)
-    if isinstance(spec, dict): return str(spec.get('task') or 'discup')
+    if isinstance(spec, dict):
+        if spec.get('task'): return str(spec['task'])
+        return 'locator' if spec.get('role') == 'locator' or list(spec.get('channels') or []) == ['disc'] else 'discup'   # disc_locator runs
     m = read_json(d/'metrics.json', None)
     return 'lesions' if isinstance(m, dict) and 'ma_blocks' in m else 'discup'

@@ -15,9 +15,9 @@ from ..train.seg import fit_seg
 from .core import Task
 
 # %% auto #0
-__all__ = ['WHOLE_IMAGE_SETS', 'task', 'CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'score_batch', 'summarise_scores',
-           'evaluate_samples', 'evaluate', 'list_inputs', 'out_names', 'image_note', 'write_prediction',
-           'predict_files']
+__all__ = ['WHOLE_IMAGE_SETS', 'task', 'PREDICT_EXTS', 'SKIP_WHY', 'CSV_FIELDS', 'MIN_SIDE', 'MAX_ASPECT', 'score_batch',
+           'summarise_scores', 'evaluate_samples', 'evaluate', 'list_inputs', 'out_names', 'image_note',
+           'write_prediction', 'predict_files']
 
 # %% ../../nbs/43_tasks.discup.ipynb #c005
 WHOLE_IMAGE_SETS = ('drishti-gs1', 'refuge-official', 'synthetic-whole', 'idrid-seg')
@@ -91,19 +91,30 @@ from ..data.catalog import IMG_EXTS, is_stray
 # drawing and the metrics (torch, fastai, scikit-learn: seconds to import) are imported where they are used, so that
 # `fundus-bench --help` and a mistyped option answer at once
 
+PREDICT_EXTS = IMG_EXTS + ('.jp2', '.j2k', '.webp')   # image files `predict` takes from a folder
+SKIP_WHY = {'.dcm': 'DICOM: export its image as PNG or JPEG', '.dicom': 'DICOM: export its image as PNG or JPEG',
+            '.heic': 'HEIC: convert it to JPEG or PNG', '.heif': 'HEIF: convert it to JPEG or PNG', '.zip': 'an archive: unpack it first',
+            '.pdf': 'a PDF document', '.gif': 'GIF: save fundus photographs as PNG or JPEG'}
+
 def list_inputs(paths,        # files and folders
                 exclude=None, # a folder whose files are never inputs (the output folder)
+                skipped:list|None=None, # receives `(file, why)` for each file of a folder not taken
                )->list:
     "Image files in `paths`: files as given, folders searched recursively for image extensions (hidden and OS files skipped)."
     ex = Path(exclude).resolve() if exclude else None
-    out, seen = [], set()
+    out, seen, skipped = [], set(), skipped if skipped is not None else []
     for p in map(Path, paths):
-        fs = [p] if not p.is_dir() else sorted(
-            f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMG_EXTS
-            and not any(is_stray(o) for o in f.relative_to(p).parts))
+        fs = [p]
+        if p.is_dir():
+            fs = []
+            for f in sorted(o for o in p.rglob('*') if o.is_file()):
+                if ex is not None and ex in f.resolve().parents: continue
+                if any(is_stray(o) for o in f.relative_to(p).parts): skipped.append((f, 'hidden or system file'))
+                elif f.suffix.lower() in PREDICT_EXTS: fs.append(f)
+                else: skipped.append((f, SKIP_WHY.get(f.suffix.lower(), f"not an image file name ({f.suffix or 'no extension'})")))
         for f in fs:
             r = f.resolve()
-            if r in seen or (ex is not None and p.is_dir() and ex in r.parents): continue
+            if r in seen: continue
             seen.add(r); out.append(f)
     return out
 

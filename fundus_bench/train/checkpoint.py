@@ -11,6 +11,7 @@ from fastcore.foundation import L
 from fastai.callback.core import Callback
 import fastai.callback.schedule   # `fit_one_cycle`
 from ..core import *
+from .core import safe_load
 from fastai.distributed import DistributedDL
 from .distributed import unwrap   # a data-parallel fit's model and loaders, as the plain ones
 
@@ -83,9 +84,7 @@ def load_checkpoint(path, device='cpu')->dict:
     "A checkpoint written by `save_checkpoint`, read with `weights_only=True` (files carrying code are refused)."
     path = Path(path)
     if not path.is_file(): raise DataNotFoundError(f"{path}: no checkpoint")
-    try: ck = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise BadFileError(path, f"not a loadable weights-only checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from e
+    ck = safe_load(path, device)
     if not isinstance(ck, dict) or not isinstance(ck.get('model'), dict) or 'epoch' not in ck:
         raise BadFileError(path, "not a training checkpoint (expected a dict with 'model' and 'epoch')")
     return ck

@@ -4,7 +4,8 @@
 
 # %% ../../nbs/30_train.core.ipynb #c002
 from __future__ import annotations
-import torch, torch.nn as nn
+import io, torch, torch.nn as nn
+import safetensors.torch
 from pathlib import Path
 from fastai.learner import Learner
 from fastcore.basics import partial
