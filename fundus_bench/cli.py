@@ -4,7 +4,7 @@
 
 # %% ../nbs/70_cli.ipynb #c002
 from __future__ import annotations
-import argparse, os, sys, json, hashlib
+import argparse, sys, json, hashlib, os, re
 from pathlib import Path
 from .core import *
 from .core import _json_default
@@ -24,7 +24,7 @@ def format_metrics(m:dict, keys=None)->str:
     fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else str(v)
     return '\n'.join(f'{k:<{w}}  {fmt(v)}' for k, v in rows)
 
-_MOVED = {n: 'fundus_bench.tasks.discup' for n in ('score_batch', 'summarise_scores', 'evaluate_samples', 'WHOLE_IMAGE_SETS', 'CSV_FIELDS', 'MIN_SIDE', 'list_inputs', 'out_names', 'image_note', 'write_prediction', 'predict_files')}   # importable from here for one release
+_MOVED = {n: 'fundus_bench.tasks.discup' for n in ('score_batch', 'summarise_scores', 'evaluate_samples', 'WHOLE_IMAGE_SETS', 'CSV_FIELDS', 'MIN_SIDE', 'PREDICT_EXTS', 'SKIP_WHY', 'list_inputs', 'out_names', 'image_note', 'write_prediction', 'predict_files')}   # importable from here for one release
 def __getattr__(name): return moved_attr(__name__, name, _MOVED)
 
 # %% ../nbs/70_cli.ipynb #c020
@@ -147,7 +147,7 @@ class _RayPredictor:
     "A Ray Data worker: the models loaded once, then `predict_files` on each batch of indices."
     def __init__(self, args, files): self.args,self.files = args,files; self.seg,self.loc,self.kw = _load_models(args)
     def __call__(self, batch:dict)->dict:
-        from fundus_bench.tasks.discup import predict_files
+        from fundus_bench.tasks.discup import predict_files   # torch and the models load for the commands that compute
         a = self.args
         s = predict_files(self.files, self.seg, a.out, self.loc, bs=a.bs, redo=a.redo, overlay_size=a.overlay_size, log=lambda *x: None,
                           settings=model_settings(a), only=[int(i) for i in batch['i']], **self.kw)

@@ -97,11 +97,6 @@ SKIP_WHY = {'.dcm': 'DICOM: export its image as PNG or JPEG', '.dicom': 'DICOM: 
             '.heic': 'HEIC: convert it to JPEG or PNG', '.heif': 'HEIF: convert it to JPEG or PNG', '.zip': 'an archive: unpack it first',
             '.pdf': 'a PDF document', '.gif': 'GIF: save fundus photographs as PNG or JPEG'}
 
-PREDICT_EXTS = IMG_EXTS + ('.jp2', '.j2k', '.webp')   # image files `predict` takes from a folder
-SKIP_WHY = {'.dcm': 'DICOM: export its image as PNG or JPEG', '.dicom': 'DICOM: export its image as PNG or JPEG',
-            '.heic': 'HEIC: convert it to JPEG or PNG', '.heif': 'HEIF: convert it to JPEG or PNG', '.zip': 'an archive: unpack it first',
-            '.pdf': 'a PDF document', '.gif': 'GIF: save fundus photographs as PNG or JPEG'}
-
 def list_inputs(paths,        # files and folders
                 exclude=None, # a folder whose files are never inputs (the output folder)
                 skipped:list|None=None, # receives `(file, why)` for each file of a folder not taken
