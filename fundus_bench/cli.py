@@ -439,7 +439,7 @@ def _run(name, args):
     return 0
 
 def _validate(args):
-    from fundus_bench.data.catalog import validate
+    from fundus_bench.data.validate import validate
     rep = validate(args.root)
     print(rep)
     return 0 if rep.ok else 1

@@ -5,7 +5,8 @@ import numpy as np, pytest, torch
 from PIL import Image
 from fundus_bench.cli import main
 from fundus_bench.core import BadFileError, BadSamplesError, FundusBenchError, Sample, embedded_data
-from fundus_bench.data.catalog import get_dataset, validate
+from fundus_bench.data.catalog import get_dataset
+from fundus_bench.data.validate import validate
 from fundus_bench.data.io import load_discup, read_image, read_lesion
 from fundus_bench.models.unet import GeneralizedUNet
 from fundus_bench.train.core import save_model, load_model

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from fundus_bench.core import BadFileError
-from fundus_bench.data.catalog import find_datasets, get_dataset, validate, read_points_csv, DatasetRow
+from fundus_bench.data.catalog import find_datasets, get_dataset
+from fundus_bench.data.files import read_points_csv
+from fundus_bench.data.validate import validate, DatasetRow
 from fundus_bench.data.io import load_discup
 
 EXPECTED = {('drishti-gs', 'train'): 50, ('refuge', 'train0'): 321, ('drishti-gs1', 'Training'): 50,

@@ -68,7 +68,7 @@ def test_safe_join_keeps_inside(tmp_path):
 
 def test_points_csv_escaping_names_are_refused(tmp_path):
     "The catalog's CSV reader drops rows naming files outside the image folder, and says which."
-    from fundus_bench.data.catalog import read_points_csv
+    from fundus_bench.data.files import read_points_csv
     (tmp_path/'img').mkdir()
     f = tmp_path/'points.csv'
     f.write_text('name,x,y\nok.png,1,2\n../secret.png,3,4\n../../etc/passwd,5,6\n/etc/shadow,7,8\nsub/../fine.png,9,9\n')

@@ -88,7 +88,7 @@ import io, json, hashlib, cv2
 from pathlib import Path
 from PIL import Image
 from ..data.io import read_image
-from ..data.catalog import IMG_EXTS, is_stray
+from ..data.files import IMG_EXTS, is_stray
 # drawing and the metrics (torch, fastai, scikit-learn: seconds to import) are imported where they are used, so that
 # `fundus-bench --help` and a mistyped option answer at once
 
