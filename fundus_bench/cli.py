@@ -4,27 +4,17 @@
 
 # %% ../nbs/70_cli.ipynb #c002
 from __future__ import annotations
-import argparse, sys, json, hashlib, os, re
+import argparse, sys, os
 from pathlib import Path
 from .core import *
-from .core import _json_default
-from .experiments import run_experiment, list_experiments, list_runs, parse_params, read_json, resume_run, check_params, find_experiment
-from .tasks.core import model_task, get_task, resolve_models, run_models, describe_models
-from .data.catalog import get_dataset
+from .experiments import list_experiments, list_runs, parse_params
 
 # %% auto #0
-__all__ = ['BENCH_HELP', 'format_metrics', 'model_settings', 'parse_shard', 'read_names', 'select_names', 'eval_settings',
-           'eval_dir', 'parser', 'main']
+__all__ = ['BENCH_HELP', 'parse_shard', 'parser', 'main']
 
 # %% ../nbs/70_cli.ipynb #c005
-def format_metrics(m:dict, keys=None)->str:
-    "A two-column text table of the scalar entries of `m`."
-    rows = [(k, v) for k, v in m.items() if (keys is None or k in keys) and isinstance(v, (int, float, str, bool)) and v is not None]
-    w = max((len(k) for k, _ in rows), default=0)
-    fmt = lambda v: f'{v:.4f}' if isinstance(v, float) else str(v)
-    return '\n'.join(f'{k:<{w}}  {fmt(v)}' for k, v in rows)
-
 _MOVED = {n: 'fundus_bench.tasks.discup' for n in ('score_batch', 'summarise_scores', 'evaluate_samples', 'WHOLE_IMAGE_SETS', 'CSV_FIELDS', 'MIN_SIDE', 'PREDICT_EXTS', 'SKIP_WHY', 'list_inputs', 'out_names', 'image_note', 'write_prediction', 'predict_files')}   # importable from here for one release
+_MOVED |= {n: 'fundus_bench.tasks.run' for n in ('format_metrics', 'model_settings', 'read_names', 'select_names', 'eval_settings', 'eval_dir')}
 def __getattr__(name): return moved_attr(__name__, name, _MOVED)
 
 # %% ../nbs/70_cli.ipynb #c020
@@ -73,68 +63,6 @@ def _add_evaluate(sub):
     p.add_argument('--names', metavar='FILE_OR_LIST', help="keep these images only: a text file with one image name a line (e.g. a run's heldout_*.txt), or names separated by commas")
     p.add_argument('--out', help='folder for metrics.json and per_image.csv (default RUN_DIR/evaluate/NAME-SPLIT-HASH, one for each distinct evaluation)')
 
-def _load_models(args)->tuple:
-    "Models and `predict_many` keyword arguments from the command line."
-    import torch
-    if args.threads: torch.set_num_threads(args.threads)
-    task, dirs = resolve_models(args.model, _is_discup)
-    if task == 'locator': raise FundusBenchError(f"{args.model}: a disc locator (task locator in its model.json), not a [disc, cup] model; give it as --locator, with a disc/cup model as --model")
-    if task != 'discup': raise FundusBenchError(f"{args.model}: a {task} model; `predict` handles disc/cup models and glaucoma runs (use `fundus-bench evaluate` to score it)")
-    load_predictor = get_task('discup').load
-    _say_models(args.model, dirs); seg, spec = load_predictor(dirs[0], args.device)
-    if list(spec.get('channels') or ['disc', 'cup'])[:2] != ['disc', 'cup']:
-        raise FundusBenchError(f"{args.model}: not a [disc, cup] model (channels {spec.get('channels')}); a locator goes to --locator")
-    kw = dict(seg_size=spec['size'], crop=args.crop if args.crop is not None else spec['crop'],
-              thr=args.thr if args.thr is not None else spec.get('thr') or 0.5,
-              tta=args.tta, device=args.device, precision=args.precision)
-    loc = None
-    if args.locator:
-        lt, ldirs = resolve_models(args.locator, _is_locator)
-        if lt != 'locator': raise FundusBenchError(f"{args.locator}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
-        _say_models(args.locator, ldirs); loc, lspec = load_predictor(ldirs[0], args.device)
-        kw.update(loc_size=lspec['size'], loc_thr=lspec.get('thr') or 0.5)
-    from fundus_bench.postprocess import inference_model    # prepared once, not for every batch of images
-    return inference_model(seg, args.device), loc if loc is None else inference_model(loc, args.device), kw
-
-def _is_discup(spec:dict)->bool: return (spec.get('task') or 'discup') != 'discup' or list(spec.get('channels') or ['disc', 'cup'])[:2] == ['disc', 'cup']
-def _is_locator(spec:dict)->bool: return (spec.get('task') or 'discup') == 'discup' and list(spec.get('channels') or []) == ['disc']
-def _say_models(path, dirs): print(describe_models(path, dirs), file=sys.stderr, flush=True)
-
-def _weights(path)->Path:
-    "The weights file of the model at `path` (model folder, `model.json` or weights file)."
-    p = Path(path); d = p if p.is_dir() else p.parent
-    if p.is_file() and p.suffix != '.json': return p
-    spec = read_json(d/'model.json', {})
-    return d/str(spec.get('weights') or 'model.pth')
-
-def _models_hash(path)->str|None:
-    "A hash of the weights (and features classifier) of every model of `path`, a model or a run folder."
-    p = Path(path)
-    if p.is_file() or (p/'model.json').exists() or (p/'model.pth').exists():
-        w = _weights(p); return file_hash(w) if w.is_file() else None
-    fs = sorted(_weights(d) for d, _ in run_models(p)) + [f for f in [p/'features_clf.json'] if f.is_file()]
-    return hashlib.sha256(''.join(f'{f.relative_to(p)}:{file_hash(f)}' for f in fs if f.is_file()).encode()).hexdigest()
-
-def model_settings(args)->dict:
-    "The models of `args` (paths and a hash of their weights), as recorded beside results."
-    st = {}
-    for k in ('model', 'locator'):
-        p = getattr(args, k, None)
-        if p: st |= {k: str(Path(p).resolve()), f'{k}_sha256': _models_hash(p) if Path(p).exists() else None}
-    return st
-
-def _check_out(out, inputs):
-    "`FundusBenchError` if `out` cannot be the output folder of `inputs`."
-    out = writable_dir(out, '--out', 'give another --out')   # before any model is loaded
-    for i in map(Path, inputs):
-        if i.is_dir() and (i.resolve() == out.resolve() or out.resolve() in i.resolve().parents):
-            raise FundusBenchError(f"{i}: {'is' if i.resolve() == out.resolve() else 'inside'} the output folder (--out {out}), whose files are never inputs; give another --out")
-
-def _check_device(args):
-    "`FundusBenchError` if `--device` names no usable device."
-    try: default_device(args.device)
-    except (ValueError, RuntimeError) as e: raise FundusBenchError(f'{e} (--device)') from None
-
 def parse_shard(v:str)->tuple:
     "`'I/N'` -> `(I, N)`, with 0 <= I < N."
     i, _, n = str(v).partition('/')
@@ -142,147 +70,6 @@ def parse_shard(v:str)->tuple:
     except ValueError: i = n = -1
     if not (n >= 1 and 0 <= i < n): raise argparse.ArgumentTypeError(f"expects I/N with 0 <= I < N (e.g. 0/4 ... 3/4), got {v!r}")
     return i, n
-
-class _RayPredictor:
-    "A Ray Data worker: the models loaded once, then `predict_files` on each batch of indices."
-    def __init__(self, args, files): self.args,self.files = args,files; self.seg,self.loc,self.kw = _load_models(args)
-    def __call__(self, batch:dict)->dict:
-        from fundus_bench.tasks.discup import predict_files   # torch and the models load for the commands that compute
-        a = self.args
-        s = predict_files(self.files, self.seg, a.out, self.loc, bs=a.bs, redo=a.redo, overlay_size=a.overlay_size, log=lambda *x: None,
-                          settings=model_settings(a), only=[int(i) for i in batch['i']], **self.kw)
-        return {'i': batch['i'], 'predicted': [s['predicted']]*len(batch['i'])}
-
-def _predict_on_ray(args, files:list):
-    "Share `files` out to Ray Data workers (`map_batches`, models loaded once per worker); the predictions land in `args.out`."
-    from fundus_bench.cluster import ray_connect
-    rm = ray_connect(args.ray)
-    todo = list(range(len(files))) if args.shard is None else list(range(args.shard[0], len(files), args.shard[1]))
-    workers = max(1, int(rm.cluster_resources().get('GPU' if args.gpus_per_run else 'CPU', 1)//(args.gpus_per_run or args.cpus_per_run)))
-    print(f'{len(todo)} images to {workers} Ray workers ({args.ray})', file=sys.stderr, flush=True)
-    ds = rm.data.from_items([{'i': i} for i in todo])
-    ds.map_batches(_RayPredictor, fn_constructor_kwargs=dict(args=args, files=files), batch_size=max(args.bs, 8), concurrency=workers,
-                   num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run).materialize()
-
-def _predict(args):
-    from fundus_bench.tasks.discup import list_inputs, predict_files   # torch and the models load for the commands that compute
-    _check_out(args.out, args.inputs); _check_device(args)
-    if resolve_models(args.model, _is_discup)[0] == 'glaucoma': return _predict_glaucoma(args)
-    skipped = []; files = list_inputs(args.inputs, exclude=args.out, skipped=skipped)
-    if skipped:
-        print(f"fundus-bench: note: {len(skipped)} file(s) in the input folders are not taken: "
-              + '; '.join(f'{f} ({why})' for f, why in skipped[:10]) + (f'; and {len(skipped) - 10} more' if len(skipped) > 10 else ''), file=sys.stderr)
-    if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
-    if args.ray:
-        _load_models(args)   # a bad model is said here, before any worker starts
-        _predict_on_ray(args, files)
-    seg, loc, kw = _load_models(args)
-    only = None if args.shard is None else range(args.shard[0], len(files), args.shard[1])
-    s = predict_files(files, seg, args.out, loc, bs=args.bs, redo=args.redo and not args.ray, overlay_size=args.overlay_size,
-                      log=lambda *a: print(*a, file=sys.stderr, flush=True), settings=model_settings(args), only=only, **kw)
-    print(f"{s['predicted'] + s['done_earlier']} of {s['n']} images predicted, {s['unreadable']} unreadable: {s['csv']}")
-    return 0 if s['predicted'] + s['done_earlier'] or not s['n'] else 1
-
-def _predict_glaucoma(args):
-    "`predict` with a glaucoma run: `glaucoma.csv`, one row a photograph (`tasks.glaucoma.predict_files`)."
-    import torch
-    from fundus_bench.tasks.discup import list_inputs
-    from fundus_bench.tasks.glaucoma import load_run, predict_files, run_summary
-    if args.threads: torch.set_num_threads(args.threads)
-    _say_models(args.model, resolve_models(args.model)[1])
-    run = load_run(args.model, default_device(args.device)); print(run_summary(run), file=sys.stderr)
-    files = list_inputs(args.inputs, exclude=args.out)
-    if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
-    loc = None
-    if args.locator:
-        lt, ldirs = resolve_models(args.locator, _is_locator)
-        if lt != 'locator': raise FundusBenchError(f"{args.locator}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
-        _say_models(args.locator, ldirs); loc = get_task('discup').load(ldirs[0], args.device)
-    s = predict_files(files, run, args.out, model_settings(args), loc, args.crop or 0.25, bs=args.bs, device=args.device,
-                      log=lambda *a: print(*a, file=sys.stderr, flush=True))
-    print(f"{s['scored']} of {s['n']} images scored ({run['reported']} probability), {s['unreadable']} unreadable: {s['csv']}")
-    return 0 if s['scored'] else 1
-
-def _evaluate_task(args, task, ds, ss)->tuple:
-    "Metrics and rows of a model that is not a disc/cup segmenter, by its task's evaluator."
-    import torch
-    if args.threads: torch.set_num_threads(args.threads)
-    log = lambda *a: print(*a, file=sys.stderr, flush=True)
-    _, dirs = resolve_models(args.model, _is_discup); _say_models(args.model, dirs)
-    if task == 'glaucoma':
-        from fundus_bench.tasks.glaucoma import load_run, evaluate_run, run_summary
-        run = load_run(args.model, default_device(args.device)); log(run_summary(run))
-        m, rows = evaluate_run(run, ss, device=args.device, bs=args.bs, log=log)
-        return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), **m), rows
-    t = get_task(task); out, rows = {}, []
-    for d in dirs:   # one model, or one point locator a point
-        model, spec = t.load(d, default_device(args.device))
-        m, rs = t.evaluate(model, spec, ss, device=args.device, bs=args.bs, log=log)
-        pre = f"{spec.get('point') or Path(d).name}." if len(dirs) > 1 else ''
-        out |= {f'{pre}{k}': v for k, v in m.items()}; rows += [dict(r, model=str(d)) if pre else r for r in rs]
-    return dict(task=task, dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), models=[str(d) for d in dirs], **out), rows
-
-def read_names(v:str)->list:
-    "Image names from a file (one a line; blank lines and `#` comments skipped) or a comma-separated list."
-    p = Path(v)
-    if p.is_file():
-        b = p.read_bytes()   # UTF-8 with or without a byte-order mark, or UTF-16 as Windows editors save it
-        try: lines = b.decode('utf-16' if b[:2] in (b'\xff\xfe', b'\xfe\xff') else 'utf-8-sig').splitlines()
-        except UnicodeDecodeError as e: raise BadFileError(p, f"not a text file of image names ({e.reason} at byte {e.start}); --names takes one name a line") from None
-    elif ',' in v or not any(c in v for c in '/\\'): lines = v.split(',')
-    else: raise DataNotFoundError(f"{v}: no such names file")
-    return [Path(o.split('#')[0].strip()).stem for o in lines if o.split('#')[0].strip()]
-
-def select_names(samples:list, names:list, where:str='')->list:
-    "The samples named in `names`, in that order; a name that matches no sample is an error."
-    by = {s.name: s for s in samples}
-    missing = [n for n in names if n not in by]
-    if missing: raise DataNotFoundError(f"{len(missing)} of {len(names)} names not found{where}: {', '.join(missing[:5])}{'...' if len(missing) > 5 else ''}")
-    return [by[n] for n in dict.fromkeys(names)]
-
-def _evaluate(args):
-    _check_device(args); task = resolve_models(args.model, _is_discup)[0]
-    ds = get_dataset(args.dataset, args.data, args.split)
-    ss = [s for s in ds.samples() if args.domain is None or s.domain == args.domain]
-    if args.names: ss = select_names(ss, read_names(args.names), f' in {args.dataset} split {ds.split}')
-    if not ss: raise DataNotFoundError(f"no images in {args.dataset} split {args.split} under {ds.base}")
-    if task != 'discup':
-        m, rows = _evaluate_task(args, task, ds, ss)
-        return _write_evaluation(args, ds, m, rows, eval_settings(args, ds, ss))
-    from fundus_bench.tasks.discup import evaluate_samples, WHOLE_IMAGE_SETS   # torch and the models load for the commands that compute
-    seg, loc, kw = _load_models(args)
-    if loc is None and not hasattr(seg, 'predict_whole') and args.dataset.lower() in WHOLE_IMAGE_SETS:
-        print(f"fundus-bench: warning: {args.dataset} holds whole images; without --locator they are segmented whole", file=sys.stderr)
-    if any(s.encoding not in ('ternary', 'softmap', 'binary') for s in ss):
-        raise FundusBenchError(f"{args.dataset} has no disc/cup ground truth to evaluate against")
-    m, rows = evaluate_samples(ss, seg, loc, bs=args.bs, log=lambda *a: print(*a, file=sys.stderr, flush=True), **kw)
-    m = dict(task='discup', dataset=args.dataset, split=ds.split, root=str(ds.root), model=str(args.model), locator=args.locator, tta=args.tta, precision=args.precision,
-             **{k: v for k, v in kw.items() if k in ('seg_size', 'loc_size', 'crop', 'thr')}, **m)
-    return _write_evaluation(args, ds, m, rows, eval_settings(args, ds, ss))
-
-def eval_settings(args, ds, ss:list)->dict:
-    "What an evaluation's results depend on: models, data, images, options."
-    names = sorted(s.name for s in ss)
-    return dict(dataset=args.dataset, split=ds.split, root=str(Path(ds.root).resolve()), domain=args.domain, n_images=len(names),
-                images_sha256=hashlib.sha256('\n'.join(names).encode('utf-8', 'surrogateescape')).hexdigest()[:16],
-                tta=args.tta, precision=args.precision, crop=args.crop, thr=args.thr) | model_settings(args)
-
-def eval_dir(args, ds, st:dict)->Path:
-    "`--out`, else `RUN_DIR/evaluate/NAME-SPLIT-HASH`: one folder for each distinct evaluation."
-    if args.out: return Path(args.out)
-    h = hashlib.sha256(json.dumps(st, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    return (Path(args.model) if Path(args.model).is_dir() else Path(args.model).parent)/'evaluate'/f'{args.dataset}-{ds.split}-{h}'.replace(' ', '_')
-
-def _write_evaluation(args, ds, m:dict, rows:list, st:dict)->int:
-    out = eval_dir(args, ds, st)
-    writable_dir(out, '--out' if args.out else '', 'give another --out' if args.out else "the model's folder is not writable (a shared model?): give --out FOLDER")
-    js, cs = json.dumps(m, indent=2, default=_json_default).encode(), csv_bytes(rows, list(dict.fromkeys(k for r in rows for k in r)))
-    check_settings(out, st, 'give another --out')
-    atomic_write_bytes(out/'per_image.csv', cs); atomic_write_bytes(out/'metrics.json', js)   # both made before either is written
-    print(format_metrics(m)); print(f'written: {out/"metrics.json"}, {out/"per_image.csv"}')
-    for r in rows:
-        if r.get('status', 'ok') != 'ok': print(f"  unreadable: {r.get('error')}", file=sys.stderr)
-    return 0 if m.get('n') else 1
 
 def _add_adapt(sub):
     p = sub.add_parser('adapt', help="adapt a disc/cup model to a camera from its unlabelled photographs; writes a new run folder")
@@ -300,24 +87,21 @@ def _add_adapt(sub):
     p.add_argument('--device', help='cpu, cuda, cuda:1... (default: CUDA when available)')
     p.add_argument('--threads', type=_number(int, 1), help="CPU threads of torch (default: torch's choice)")
 
+def _predict(args):
+    from fundus_bench.tasks.run import run_predict   # torch and the models load for the commands that compute
+    return run_predict(args, on_ray=_predict_on_ray)
+
+def _predict_on_ray(args, files):
+    from fundus_bench.cluster import predict_on_ray
+    return predict_on_ray(args, files)
+
+def _evaluate(args):
+    from fundus_bench.tasks.run import run_evaluate
+    return run_evaluate(args)
+
 def _adapt(args):
-    from fundus_bench.tasks.discup import list_inputs   # torch and the models load for the commands that compute
-    _check_device(args)
-    task = model_task(args.model); t = get_task(task)
-    if t.adapt is None: raise FundusBenchError(f"{args.model}: a {task} model; `adapt` handles disc/cup models")
-    out = Path(args.out) if args.out else Path('runs')/'adapt'/f'{Path(args.model).resolve().name}-{args.method}'
-    _check_out(out, args.images)
-    files = list_inputs(args.images, exclude=out)
-    if not files: raise DataNotFoundError(f"no images in {' '.join(args.images)}")
-    import torch
-    if args.threads: torch.set_num_threads(args.threads)
-    from fundus_bench.tasks.adapt import format_signs
-    r = t.adapt(args.model, files, out, method=args.method, steps=args.steps, lr=args.lr, bs=args.bs, device=args.device, seed=args.seed,
-                lambda_adv=args.lambda_adv, source_data=args.source_data, log=lambda *a: print(*a, file=sys.stderr, flush=True))
-    print(format_signs(r))
-    for w in r['warnings']: print(f'fundus-bench: warning: possible collapse: {w}', file=sys.stderr)
-    print(f"adapted model ({args.method}, {r['n_images']} photographs, {r['n_unreadable']} unreadable): {r['out']}")
-    return 0
+    from fundus_bench.tasks.run import run_adapt
+    return run_adapt(args)
 
 # %% ../nbs/70_cli.ipynb #c023
 def _add_report(sub):
@@ -348,19 +132,8 @@ def _ray_opts(p):
     p.add_argument('--gpus-per-run', type=_number(float, 0), default=0, help='GPUs each run asks the Ray cluster for (default 0)')
 
 def _sweep(args):
-    from fundus_bench.cluster import parse_grid, grid_points, run_many
-    from fundus_bench.experiments import find_experiment
-    find_experiment(args.name)                                   # an unknown name is said before anything starts
-    pts = grid_points(parse_grid(args.param, args.grid))
-    if not pts or pts == [{}]: raise FundusBenchError("sweep needs its axes: -p KEY V1,V2,... (repeatable) or --grid FILE")
-    print(f"{len(pts)} runs of {args.name}" + (f" on Ray ({args.ray}), {args.cpus_per_run:g} CPU and {args.gpus_per_run:g} GPU each" if args.ray else " here, one after another"))
-    res = []
-    for r in run_many([(args.name, p) for p in pts], args.runs_dir, args.ray, args.cpus_per_run, args.gpus_per_run):
-        res.append(r); m = read_json(Path(r['run_dir'])/'metrics.json', {}) if r['run_dir'] else {}
-        ms = ' '.join(f'{k}={m[k]:.4g}' for k in ('dice_disc', 'dice_cup', 'vcdr_mae', 'auroc', 'aupr') if isinstance(m.get(k), (int, float)))
-        print(f"[{len(res)}/{len(pts)}] {r['status']:<7} {json.dumps(r['params'], default=str)} {ms}  {r['run_dir'] or ''}"
-              + (f"\n    {r['error'].strip().splitlines()[-1][:300]}" if r.get('error') else ''))
-    return 0 if all(r['status'] == 'done' for r in res) else 1
+    from fundus_bench.cluster import run_sweep
+    return run_sweep(args)
 
 def _report(args):
     from fundus_bench.report import write_report
@@ -385,58 +158,9 @@ def _add_params(p):
     p.add_argument('--processes', type=int, default=1, metavar='N', help='train data-parallel in N processes on this machine (one per GPU; default 1)')
     p.add_argument('--launcher', choices=('accelerate', 'torchrun'), help='what starts the processes (default: accelerate on GPUs, torchrun on CPUs)')
 
-def _launch(args)->int:
-    "Re-run this command in `args.processes` launched processes (rank 0 writes the run folder); their exit status."
-    import torch
-    import re, subprocess
-    from fundus_bench.train.distributed import launch_cmd
-    argv, skip = [], 0
-    for a in map(str, args.argv):
-        if skip: skip -= 1; continue
-        if a in ('--processes', '--launcher'): skip = 1; continue
-        if a.startswith(('--processes=', '--launcher=')): continue
-        argv.append(a)
-    gpu = torch.cuda.is_available()
-    threads = None if gpu else max(1, (os.cpu_count() or 1)//args.processes)
-    env = dict(os.environ, **({'OMP_NUM_THREADS': str(threads)} if threads else {}))
-    p = subprocess.Popen(launch_cmd(['-m', 'fundus_bench.cli', *argv], args.processes, args.launcher, gpu), env=env,
-                         stderr=subprocess.PIPE, text=True, errors='backslashreplace', bufsize=1)
-    try:
-        launcher = False
-        for line in p.stderr:   # the ranks' messages pass; the launcher's own log lines and its traceback of a failed rank do not
-            if re.match(r'[WEI]\d{4} \d\d:\d\d:\d\d', line): launcher = True; continue
-            if launcher and line.startswith('Traceback'): break   # rank 0 has said what went wrong
-            sys.stderr.write(line)
-        for _ in p.stderr: pass
-    finally: rc = p.wait()
-    return rc
-
 def _run(name, args):
-    from papermill.exceptions import PapermillExecutionError
-    if args.processes < 1: raise FundusBenchError(f"--processes must be at least 1, got {args.processes}")
-    if args.processes > 1 and not os.environ.get('WORLD_SIZE'):
-        if not getattr(args, 'resume', None): check_params(find_experiment(name), parse_params(args.param))   # said once, before any process starts
-        return _launch(args)
-    if int(os.environ.get('RANK') or 0):   # a launched process other than rank 0: the same training, nothing written or printed
-        try:
-            if getattr(args, 'resume', None): resume_run(args.resume, name=name, log_output=False)
-            else: run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=False)
-        except PapermillExecutionError: return 1   # rank 0 says what went wrong
-        return 0
-    try:
-        if getattr(args, 'resume', None):
-            if args.param: raise FundusBenchError("--resume takes the run's own parameters (params.json); drop the -p options")
-            rd = resume_run(args.resume, name=name, log_output=not args.quiet)
-        else: rd = run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=not args.quiet)
-    except PapermillExecutionError as e:   # the notebook's own error, not papermill's traceback of it
-        print(f'fundus-bench: error: {e.ename}: {e.evalue}', file=sys.stderr)
-        if getattr(e, 'executed', None) is not None: print(f'details: {e.executed}', file=sys.stderr)
-        return 1
-    m = read_json(rd/'metrics.json', {})
-    print(f'\n{name}: run folder {rd}')
-    if m: print(format_metrics(m))
-    for f in sorted(rd.glob('*.png')): print(f'figure: {f}')
-    return 0
+    from fundus_bench.experiments import run_command
+    return run_command(name, args)
 
 def _validate(args):
     from fundus_bench.data.validate import validate
@@ -531,4 +255,3 @@ def main(argv=None)->int:
               file=sys.stderr); return 130
 
 if __name__ == '__main__' and Path(sys.argv[0]).name == 'cli.py': sys.exit(main())   # `accelerate launch -m fundus_bench.cli ...`, `torchrun -m ...`
-

@@ -11,7 +11,8 @@ from .core import *
 from .experiments import run_experiment, parse_value, read_json
 
 # %% auto #0
-__all__ = ['parse_grid', 'grid_points', 'remote_run', 'gather_run', 'ray_connect', 'run_many']
+__all__ = ['parse_grid', 'grid_points', 'remote_run', 'gather_run', 'ray_connect', 'run_many', 'RayPredictor', 'predict_on_ray',
+           'run_sweep']
 
 # %% ../nbs/53_cluster.ipynb #c005
 def parse_grid(pairs=(),                # (key, 'v1,v2,...') pairs
@@ -97,3 +98,41 @@ def run_many(todo:list,               # (experiment, params) pairs
     while left:
         done, left = rm.wait(left, num_returns=1)
         for ref in done: yield gather_run(rm.get(ref), runs_dir) | {'params': refs[ref]}
+
+# %% ../nbs/53_cluster.ipynb #x900a
+import sys
+from .tasks.run import load_models, model_settings
+
+class RayPredictor:
+    "A Ray Data worker: the models loaded once, then `predict_files` on each batch of indices."
+    def __init__(self, args, files): self.args,self.files = args,files; self.seg,self.loc,self.kw = load_models(args)
+    def __call__(self, batch:dict)->dict:
+        from fundus_bench.tasks.discup import predict_files   # torch and the models load for the commands that compute
+        a = self.args
+        s = predict_files(self.files, self.seg, a.out, self.loc, bs=a.bs, redo=a.redo, overlay_size=a.overlay_size, log=lambda *x: None,
+                          settings=model_settings(a), only=[int(i) for i in batch['i']], **self.kw)
+        return {'i': batch['i'], 'predicted': [s['predicted']]*len(batch['i'])}
+
+def predict_on_ray(args, files:list):
+    "Share `files` out to Ray Data workers (`map_batches`, models loaded once per worker); the predictions land in `args.out`."
+    rm = ray_connect(args.ray)
+    todo = list(range(len(files))) if args.shard is None else list(range(args.shard[0], len(files), args.shard[1]))
+    workers = max(1, int(rm.cluster_resources().get('GPU' if args.gpus_per_run else 'CPU', 1)//(args.gpus_per_run or args.cpus_per_run)))
+    print(f'{len(todo)} images to {workers} Ray workers ({args.ray})', file=sys.stderr, flush=True)
+    ds = rm.data.from_items([{'i': i} for i in todo])
+    ds.map_batches(RayPredictor, fn_constructor_kwargs=dict(args=args, files=files), batch_size=max(args.bs, 8), concurrency=workers,
+                   num_cpus=args.cpus_per_run, num_gpus=args.gpus_per_run).materialize()
+
+def run_sweep(args):
+    from fundus_bench.experiments import find_experiment
+    find_experiment(args.name)                                   # an unknown name is said before anything starts
+    pts = grid_points(parse_grid(args.param, args.grid))
+    if not pts or pts == [{}]: raise FundusBenchError("sweep needs its axes: -p KEY V1,V2,... (repeatable) or --grid FILE")
+    print(f"{len(pts)} runs of {args.name}" + (f" on Ray ({args.ray}), {args.cpus_per_run:g} CPU and {args.gpus_per_run:g} GPU each" if args.ray else " here, one after another"))
+    res = []
+    for r in run_many([(args.name, p) for p in pts], args.runs_dir, args.ray, args.cpus_per_run, args.gpus_per_run):
+        res.append(r); m = read_json(Path(r['run_dir'])/'metrics.json', {}) if r['run_dir'] else {}
+        ms = ' '.join(f'{k}={m[k]:.4g}' for k in ('dice_disc', 'dice_cup', 'vcdr_mae', 'auroc', 'aupr') if isinstance(m.get(k), (int, float)))
+        print(f"[{len(res)}/{len(pts)}] {r['status']:<7} {json.dumps(r['params'], default=str)} {ms}  {r['run_dir'] or ''}"
+              + (f"\n    {r['error'].strip().splitlines()[-1][:300]}" if r.get('error') else ''))
+    return 0 if all(r['status'] == 'done' for r in res) else 1

@@ -13,7 +13,7 @@ from .core import *
 __all__ = ['RENAMED', 'PARAM_RANGES', 'TERMINAL_ENV', 'KERNEL_ARGS', 'experiments_dir', 'list_experiments', 'experiment_name',
            'find_experiment', 'parse_value', 'notebook_params', 'parse_params', 'declared_params', 'in_interval',
            'check_params', 'git_commit', 'new_run_dir', 'update_run', 'save_metrics', 'pid_alive', 'run_status',
-           'list_runs', 'run_experiment', 'resume_run']
+           'list_runs', 'run_experiment', 'resume_run', 'launch_processes', 'run_command']
 
 # %% ../nbs/50_experiments.ipynb #c005
 def experiments_dir()->Path:
@@ -368,3 +368,59 @@ def resume_run(run_dir,                  # a run folder (holds run.json and para
     ov = info.get('overridden')   # runs recorded before every default was written: all of params.json
     params = {k: v for k, v in params.items() if k != 'out_dir' and (ov is None or k in ov)}
     return run_experiment(str(nb), params, run_dir=run_dir, log_output=log_output, timeout=timeout, kernel=kernel)
+
+# %% ../nbs/50_experiments.ipynb #x900a
+from .tasks.run import format_metrics
+
+def launch_processes(args)->int:
+    "Re-run this command in `args.processes` launched processes (rank 0 writes the run folder); their exit status."
+    import torch
+    import re, subprocess
+    from fundus_bench.train.distributed import launch_cmd
+    argv, skip = [], 0
+    for a in map(str, args.argv):
+        if skip: skip -= 1; continue
+        if a in ('--processes', '--launcher'): skip = 1; continue
+        if a.startswith(('--processes=', '--launcher=')): continue
+        argv.append(a)
+    gpu = torch.cuda.is_available()
+    threads = None if gpu else max(1, (os.cpu_count() or 1)//args.processes)
+    env = dict(os.environ, **({'OMP_NUM_THREADS': str(threads)} if threads else {}))
+    p = subprocess.Popen(launch_cmd(['-m', 'fundus_bench.cli', *argv], args.processes, args.launcher, gpu), env=env,
+                         stderr=subprocess.PIPE, text=True, errors='backslashreplace', bufsize=1)
+    try:
+        launcher = False
+        for line in p.stderr:   # the ranks' messages pass; the launcher's own log lines and its traceback of a failed rank do not
+            if re.match(r'[WEI]\d{4} \d\d:\d\d:\d\d', line): launcher = True; continue
+            if launcher and line.startswith('Traceback'): break   # rank 0 has said what went wrong
+            sys.stderr.write(line)
+        for _ in p.stderr: pass
+    finally: rc = p.wait()
+    return rc
+
+def run_command(name, args):
+    from papermill.exceptions import PapermillExecutionError
+    if args.processes < 1: raise FundusBenchError(f"--processes must be at least 1, got {args.processes}")
+    if args.processes > 1 and not os.environ.get('WORLD_SIZE'):
+        if not getattr(args, 'resume', None): check_params(find_experiment(name), parse_params(args.param))   # said once, before any process starts
+        return launch_processes(args)
+    if int(os.environ.get('RANK') or 0):   # a launched process other than rank 0: the same training, nothing written or printed
+        try:
+            if getattr(args, 'resume', None): resume_run(args.resume, name=name, log_output=False)
+            else: run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=False)
+        except PapermillExecutionError: return 1   # rank 0 says what went wrong
+        return 0
+    try:
+        if getattr(args, 'resume', None):
+            if args.param: raise FundusBenchError("--resume takes the run's own parameters (params.json); drop the -p options")
+            rd = resume_run(args.resume, name=name, log_output=not args.quiet)
+        else: rd = run_experiment(name, parse_params(args.param), runs_dir=args.runs_dir, log_output=not args.quiet)
+    except PapermillExecutionError as e:   # the notebook's own error, not papermill's traceback of it
+        print(f'fundus-bench: error: {e.ename}: {e.evalue}', file=sys.stderr)
+        if getattr(e, 'executed', None) is not None: print(f'details: {e.executed}', file=sys.stderr)
+        return 1
+    m = read_json(rd/'metrics.json', {})
+    print(f'\n{name}: run folder {rd}')
+    if m: print(format_metrics(m))
+    for f in sorted(rd.glob('*.png')): print(f'figure: {f}')
+    return 0

@@ -144,7 +144,7 @@ def test_other_settings_are_refused(models, inputs, tmp_path):
 def test_file_names_not_utf8(models, inputs, tmp_path):
     "A file name that is not UTF-8 keeps its bytes in the CSV; evaluation output is written whole or not at all."
     import os, argparse, types
-    from fundus_bench.cli import _write_evaluation
+    from fundus_bench.tasks.run import write_evaluation
     seg, loc = models; out = tmp_path/'out'
     shutil.copy(next(inputs.glob('[!c]*.png')), os.fsencode(inputs) + b'/caf\xe9.png')
     r = fb('predict', inputs, '--model', seg, '--locator', loc, '--out', out, '--device', 'cpu')
@@ -152,9 +152,9 @@ def test_file_names_not_utf8(models, inputs, tmp_path):
     data = (out/'vcdr.csv').read_bytes(); assert b'caf\xe9' in data and len(data.splitlines()) == 6
     a = argparse.Namespace(out=str(tmp_path/'ev'), model=str(seg), dataset='x')
     ds, rs = types.SimpleNamespace(split='test'), [dict(name='caf\udce9', status='ok', dice_disc=0.5)]
-    with pytest.raises(TypeError): _write_evaluation(a, ds, dict(n=1, bad=object()), rs, {})
+    with pytest.raises(TypeError): write_evaluation(a, ds, dict(n=1, bad=object()), rs, {})
     assert not (tmp_path/'ev/per_image.csv').exists() and not (tmp_path/'ev/metrics.json').exists()
-    assert _write_evaluation(a, ds, dict(n=1), rs, {}) == 0
+    assert write_evaluation(a, ds, dict(n=1), rs, {}) == 0
     assert b'caf\xe9' in (tmp_path/'ev/per_image.csv').read_bytes() and (tmp_path/'ev/metrics.json').is_file()
 
 def test_each_evaluation_its_own_folder(models, tmp_path):
