@@ -210,10 +210,10 @@ def test_pickled_code_message(tmp_path, models):
     assert 'holds pickled code' in s and 'refused for safety' in s and 'weights_only' not in s.replace('weights-only', '') and 'False' not in s
 
 def test_interrupt_prints_resume_command(monkeypatch, tmp_path, capsys):
-    import fundus_bench.cli as cli
+    import fundus_bench.experiments as ex   # `fundus-bench run` goes through `experiments.run_command`
     def stop(*a, **kw):
         e = KeyboardInterrupt(); e.run_dir = tmp_path/'runs'/'quickstart'/'1'; raise e
-    monkeypatch.setattr(cli, 'run_experiment', stop)
+    monkeypatch.setattr(ex, 'run_experiment', stop)
     assert main(['run', 'quickstart', '--runs-dir', str(tmp_path/'runs')]) == 130
     err = capsys.readouterr().err
     assert err.count('\n') == 1 and f"fundus-bench run quickstart --resume {tmp_path/'runs'/'quickstart'/'1'}" in err
