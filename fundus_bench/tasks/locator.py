@@ -5,7 +5,7 @@
 # %% ../../nbs/47_tasks.locator.ipynb #c002
 from __future__ import annotations
 import numpy as np
-from ..metrics import DiscDice
+from ..train.metrics import DiscDice
 from ..infer import locate_discs, load_predictor
 from ..locate import loc_dls, locate_scores
 from ..train.core import seg_learner

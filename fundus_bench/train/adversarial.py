@@ -12,7 +12,7 @@ from fastai.callback.schedule import ParamScheduler
 from fastai.learner import Learner, Metric
 from ..core import *
 from ..losses import Seed001SegLoss
-from ..metrics import DiscDice, CupDice
+from .metrics import DiscDice, CupDice
 from ..models.discriminator import Discriminator
 from .core import seg_learner, get_opt, step_sched
 from .seg import score_set

@@ -18,7 +18,7 @@ import fundus_bench.train.distributed   # in a launched process (`accelerate lau
 import json
 from fastai.optimizer import Adam, SGD, RMSProp
 from ..losses import BCEDiceLoss, get_loss
-from ..metrics import DiscDice, CupDice
+from .metrics import DiscDice, CupDice
 from ..models.registry import *
 from ..models.registry import _ARCH_ALIASES, _legacy_spec
 

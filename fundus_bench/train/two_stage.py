@@ -11,7 +11,7 @@ from fastai.callback.core import Callback, CancelTrainException, CancelFitExcept
 from fastai.callback.tracker import TerminateOnNaNCallback
 from ..models.redseg import RedSeg, NAMES
 from ..losses_redseg import TopKBCE, FnFpLoss, DeepSupervision
-from ..metrics import AUPR
+from .metrics import AUPR
 from .core import load_weights
 from ..core import DataNotFoundError, BadFileError
 from .core import load_model
