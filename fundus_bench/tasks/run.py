@@ -12,9 +12,9 @@ from .core import model_task, get_task, resolve_models, run_models, describe_mod
 from ..data.catalog import get_dataset
 
 # %% auto #0
-__all__ = ['format_metrics', 'load_models', 'is_discup', 'is_locator', 'say_models', 'model_settings', 'check_out',
-           'check_device', 'run_predict', 'predict_glaucoma', 'evaluate_task', 'read_names', 'select_names',
-           'run_evaluate', 'eval_settings', 'eval_dir', 'write_evaluation', 'run_adapt']
+__all__ = ['format_metrics', 'load_models', 'is_discup', 'is_locator', 'say_models', 'load_locator', 'model_settings',
+           'check_out', 'check_device', 'run_predict', 'predict_glaucoma', 'evaluate_task', 'read_names',
+           'select_names', 'run_evaluate', 'eval_settings', 'eval_dir', 'write_evaluation', 'run_adapt']
 
 # %% ../../nbs/4c_tasks.run.ipynb #r005
 def format_metrics(m:dict, keys=None)->str:
@@ -41,9 +41,7 @@ def load_models(args)->tuple:
               tta=args.tta, device=args.device, precision=args.precision)
     loc = None
     if args.locator:
-        lt, ldirs = resolve_models(args.locator, is_locator)
-        if lt != 'locator': raise FundusBenchError(f"{args.locator}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
-        say_models(args.locator, ldirs); loc, lspec = load_predictor(ldirs[0], args.device)
+        loc, lspec = load_locator(args.locator, args.device)
         kw.update(loc_size=lspec['size'], loc_thr=lspec.get('thr') or 0.5)
     from fundus_bench.postprocess import inference_model    # prepared once, not for every batch of images
     return inference_model(seg, args.device), loc if loc is None else inference_model(loc, args.device), kw
@@ -51,6 +49,12 @@ def load_models(args)->tuple:
 def is_discup(spec:dict)->bool: return (spec.get('task') or 'discup') != 'discup' or list(spec.get('channels') or ['disc', 'cup'])[:2] == ['disc', 'cup']
 def is_locator(spec:dict)->bool: return (spec.get('task') or 'discup') == 'discup' and list(spec.get('channels') or []) == ['disc']
 def say_models(path, dirs): print(describe_models(path, dirs), file=sys.stderr, flush=True)
+
+def load_locator(path, device=None)->tuple:
+    "`(model, spec)` of the disc locator `path` stands for (a model or a run folder); a model of another task is refused."
+    lt, ldirs = resolve_models(path, is_locator)
+    if lt != 'locator': raise FundusBenchError(f"{path}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
+    say_models(path, ldirs); return get_task('discup').load(ldirs[0], device)
 
 def _weights(path)->Path:
     "The weights file of the model at `path` (model folder, `model.json` or weights file)."
@@ -121,9 +125,7 @@ def predict_glaucoma(args):
     if not files: raise DataNotFoundError(f"no images in {' '.join(args.inputs)}")
     loc = None
     if args.locator:
-        lt, ldirs = resolve_models(args.locator, is_locator)
-        if lt != 'locator': raise FundusBenchError(f"{args.locator}: a {lt} model (task in its model.json), not a disc locator; --locator takes a run of the disc_locator experiment")
-        say_models(args.locator, ldirs); loc = get_task('discup').load(ldirs[0], args.device)
+        loc = load_locator(args.locator, args.device)
     s = predict_files(files, run, args.out, model_settings(args), loc, args.crop or 0.25, bs=args.bs, device=args.device,
                       log=lambda *a: print(*a, file=sys.stderr, flush=True))
     print(f"{s['scored']} of {s['n']} images scored ({run['reported']} probability), {s['unreadable']} unreadable: {s['csv']}")
